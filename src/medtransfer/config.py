@@ -32,8 +32,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+def _coerce(value: Any, tp: Any, owner: str, key: str) -> Any:
     """Check `value` against the annotation `tp`, converting YAML lists to tuples and ints to floats."""
+    where = f"{key!r} parameter of {owner}"
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -41,12 +42,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
-                return _coerce(value, arg, where)
-            except ConfigError as e:
-                errors.append(str(e))
+                return _coerce(value, arg, owner, key)
+            except ConfigError:
+                continue
         raise ConfigError(f"The {where} must be {_type_name(tp)}. Got {value!r} instead.")
     if origin is typing.Literal:
         if value in args:
@@ -56,7 +56,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"The {where} must be a list. Got {value!r} instead.")
         item = args[0] if args else Any
-        items = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [_coerce(v, item, owner, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
@@ -67,7 +67,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         if not isinstance(value, Mapping):
             raise ConfigError(f"The {where} must be a mapping of {tp.__name__} fields. Got {value!r} instead.")
-        return from_dict(tp, value, where=where)
+        return from_dict(tp, value, where=f"{owner}.{key}")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):
@@ -94,7 +94,7 @@ def from_dict(cls: type[C], data: Mapping[str, Any], *, where: str | None = None
         if key not in fields:
             raise UnknownNameError(f"Unknown key {key!r} in {where}.{did_you_mean(key, list(fields))} "
                                    f"Allowed keys: {', '.join(sorted(fields))}.")
-        kwargs[key] = _coerce(value, hints[key], f"{key!r} parameter of {where}")
+        kwargs[key] = _coerce(value, hints[key], where, key)
     return cls(**kwargs)
 
 

@@ -1,0 +1,146 @@
+"""The `medtransfer` command: parses arguments, calls the library, prints. No logic of its own."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from medtransfer.errors import MedtransferError
+
+app = typer.Typer(help="Which pretrained model to start from for a medical-imaging task, how much it helps, why.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+datasets_app = typer.Typer(help="Datasets: list, info, unpack.", no_args_is_help=True)
+models_app = typer.Typer(help="Models: list, info.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(models_app, name="models")
+console = Console()
+
+DataRoot = Annotated[Optional[Path], typer.Option(help="Dataset folder (default $MEDTRANSFER_DATA or ~/.medmnist).")]
+
+
+def _kv_table(title: str, items: dict[str, object]) -> Table:
+    table = Table(title=title, show_header=False)
+    for k, v in items.items():
+        table.add_row(k, str(v))
+    return table
+
+
+@datasets_app.command("list")
+def datasets_list(pattern: Annotated[str, typer.Argument(help="fnmatch pattern, e.g. '*mnist-64'")] = "*") -> None:
+    """List registered datasets."""
+    from medtransfer.data import DATASETS
+
+    table = Table("name", "task", "classes", "dims", "size", "source")
+    for name in DATASETS.names(pattern):
+        c = DATASETS.get(name).card
+        table.add_row(name, c.task, str(c.num_classes), f"{c.dims}D", str(c.image_size or "varies"), c.source[:50])
+    console.print(table)
+
+
+@datasets_app.command("info")
+def datasets_info(name: str) -> None:
+    """Show a dataset's card."""
+    from medtransfer.data import get_card
+
+    card = dataclasses.asdict(get_card(name))
+    console.print(_kv_table(name, {k: v for k, v in card.items() if v not in ("", {}, None)}))
+
+
+@datasets_app.command("unpack-mednist")
+def datasets_unpack_mednist(src: Path, data_root: DataRoot = None) -> None:
+    """Unpack a MedNIST subset .npz (e.g. ../shared/data/mednist/mednist_subset.npz) into <data-root>/MedNIST."""
+    from medtransfer.data import default_data_root
+    from medtransfer.data.mednist import unpack_subset
+
+    out = unpack_subset(src, default_data_root(data_root))
+    console.print(f"unpacked to {out}")
+
+
+@models_app.command("list")
+def models_list(pattern: Annotated[str, typer.Argument(help="fnmatch pattern, e.g. 'resnet*'")] = "*") -> None:
+    """List registered models."""
+    from medtransfer.models import MODELS
+
+    table = Table("name", "arch", "dim", "input", "method", "pretraining data")
+    for name in MODELS.names(pattern):
+        c = MODELS.get(name)
+        table.add_row(name, c.arch, str(c.feature_dim), str(c.input.input_size or "native"), c.method,
+                      c.pretraining_data)
+    console.print(table)
+
+
+@models_app.command("info")
+def models_info(name: str) -> None:
+    """Show a model's card."""
+    from medtransfer.models import MODELS
+
+    card = dataclasses.asdict(MODELS.get(name))
+    console.print(_kv_table(name, {k: v for k, v in card.items() if v not in ("", None)}))
+
+
+@app.command()
+def extract(model: Annotated[str, typer.Option(help="model name")],
+            dataset: Annotated[str, typer.Option(help="dataset name, or a folder / CSV of your images")],
+            split: Annotated[str, typer.Option(help="train, val, test or all")] = "all",
+            data_root: DataRoot = None, batch_size: int = 128,
+            bf16: Annotated[bool, typer.Option(help="bf16 autocast where the hardware is fast at it")] = True,
+            input_size: Annotated[Optional[int], typer.Option(help="override the model's input size")] = None,
+            force: bool = False) -> None:
+    """Extract (and cache) features of a dataset under a model."""
+    from medtransfer import data, features, models
+
+    net = models.create(model)
+    splits = data.get_card(dataset).splits if split == "all" else (split,)
+    for s in splits:
+        fs = features.extract(net, data.load(dataset, s, data_root=data_root), batch_size=batch_size,
+                              bf16=None if bf16 else False, input_size=input_size, force=force, progress=True)
+        speed = f"{fs.meta['images_per_s']} images/s" if "images_per_s" in fs.meta else ""
+        console.print(f"{dataset}:{s} {fs.x.shape} key={fs.key} {speed}")
+
+
+@app.command()
+def bench(args: Annotated[Optional[list[str]], typer.Argument(help="[SPEC.yaml] [key=value ...]")] = None,
+          store: Annotated[Optional[Path], typer.Option(help="results store (default runs/<name>.sqlite)")] = None,
+          force: Annotated[bool, typer.Option(help="recompute cells the store already holds")] = False,
+          as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False) -> None:
+    """Run a benchmark grid (the embedded default when no SPEC is given) and print its results table."""
+    from medtransfer.report import results_table
+    from medtransfer.runner import ResultStore, load_spec, run_grid
+
+    args = list(args or [])
+    path = args.pop(0) if args and "=" not in args[0] else None
+    spec = load_spec(path, args)
+    with ResultStore(store or Path("runs") / f"{spec.name}.sqlite") as st:
+        summary = run_grid(spec, st, force=force, progress=not as_json)
+        rows = [r for r in st.results() if r["model"] in spec.models and r["dataset"] in spec.datasets]
+    if as_json:
+        print(json.dumps(rows, indent=1, default=str))
+        return
+    console.print(results_table(rows, title=f"medtransfer bench: {spec.name}"))
+    console.print(f"{summary.done} cells run, {summary.skipped} already in {st.path}, {len(summary.failed)} failed")
+    for message in summary.failed:
+        console.print(f"[red]failed[/red] {message}")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point: user errors print one clear message (exit 2) instead of a traceback."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except MedtransferError as e:
+        Console(stderr=True).print(f"[red]error:[/red] {e}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Batched preprocessing: uint8 channels-last arrays -> normalised float tensors, whole batches at once.
+
+The parameters come from the MODEL's input contract (features.py passes them in); a protocol never chooses them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medtransfer.errors import DataError
+
+_MODES_2D = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}
+_MODES_3D = {"bilinear": "trilinear", "bicubic": "trilinear", "nearest": "nearest"}
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W, C) or (B, D, H, W, C) -> float (B, C, H, W) / (B, C, D, H, W) in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(images))
+    t = t.movedim(-1, 1)  # (B, C, ...)
+    return t.float().div_(255.0)
+
+
+def match_channels(x: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """Repeat grey to `in_chans` channels, or average RGB to one channel."""
+    c = x.shape[1]
+    if c == in_chans:
+        return x
+    if c == 1:
+        return x.expand(-1, in_chans, *x.shape[2:])
+    if in_chans == 1:
+        return x.mean(dim=1, keepdim=True)
+    raise DataError(f"Cannot map {c}-channel images to a model that takes {in_chans} channels.")
+
+
+def resize_crop(x: torch.Tensor, size: int, *, crop_pct: float = 1.0, interpolation: str = "bilinear") -> torch.Tensor:
+    """Resize the shorter side to ``size / crop_pct`` (all sides in 3D) and centre-crop ``size``."""
+    spatial = x.shape[2:]
+    scale_to = int(round(size / crop_pct))
+    short = min(spatial)
+    # torchvision's Resize(int): the shorter side becomes scale_to, the others int(s * scale_to / short).
+    target = [scale_to if s == short else int(s * scale_to / short) for s in spatial]
+    if list(spatial) != target:
+        modes = _MODES_3D if x.dim() == 5 else _MODES_2D
+        mode = modes[interpolation]
+        kw = {} if mode == "nearest" else {"align_corners": False}
+        if mode in ("bilinear", "bicubic"):
+            kw["antialias"] = True  # as torchvision's Resize on tensors/PIL: no aliasing when shrinking
+        x = F.interpolate(x, size=target, mode=mode, **kw)
+    starts = [(t - size) // 2 for t in x.shape[2:]]
+    if any(s < 0 for s in starts):
+        raise DataError(f"Cannot centre-crop {size} from an image of size {tuple(x.shape[2:])}.")
+    slices = tuple(slice(s, s + size) for s in starts)
+    out = x[(slice(None), slice(None), *slices)]
+    return out.clamp_(0.0, 1.0) if interpolation == "bicubic" else out
+
+
+def preprocess(images: np.ndarray | Sequence[np.ndarray], *, input_size: int | None, crop_pct: float = 1.0,
+               interpolation: str = "bilinear", mean: Sequence[float] = (0.5,), std: Sequence[float] = (0.5,),
+               in_chans: int = 3, normalization: str = "meanstd") -> torch.Tensor:
+    """Prepare a batch for a model: to float, match channels, resize + centre-crop, normalise.
+
+    Args:
+        images: uint8 channels-last array (B, H, W, C) / (B, D, H, W, C), or a list of such images of
+            differing sizes (each is resized on its own, then stacked).
+        input_size: output side length; None keeps the stored size (all images must then agree).
+
+    Returns:
+        float32 (B, in_chans, S, S) or (B, in_chans, S, S, S).
+    """
+    if not isinstance(images, np.ndarray):
+        if input_size is None and len({im.shape for im in images}) > 1:
+            raise DataError("Images of different sizes need a model input_size to be resized to; this model keeps "
+                            "the stored size (input_size=None). Pass input_size=<pixels>.")
+        kw = dict(input_size=input_size, crop_pct=crop_pct, interpolation=interpolation, mean=mean, std=std,
+                  in_chans=in_chans, normalization=normalization)
+        return torch.cat([preprocess(im[None], **kw) for im in images])  # type: ignore[arg-type]
+    x = match_channels(to_tensor(images), in_chans)
+    if input_size is not None:
+        x = resize_crop(x, input_size, crop_pct=crop_pct, interpolation=interpolation)
+    if normalization == "meanstd":
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        m = torch.tensor(mean, dtype=x.dtype).view(shape)
+        s = torch.tensor(std, dtype=x.dtype).view(shape)
+        x = (x - m) / s
+    return x.contiguous()

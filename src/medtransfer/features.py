@@ -1,0 +1,176 @@
+"""Batched feature extraction, cached on disk: where models and data meet.
+
+The cache key is (weights hash, dataset fingerprint, split, preprocessing, precision); a second request for the
+same key reads the memory-mapped cache instead of running the model. Features are written to disk batch by batch,
+so a dataset larger than memory streams through with bounded peak memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medtransfer.config import config_hash
+from medtransfer.data.base import ImageDataset
+from medtransfer.data.transforms import preprocess
+from medtransfer.models.card import InputContract
+from medtransfer.models.factory import card_of
+from medtransfer.models.weights import weights_sha256
+
+log = logging.getLogger(__name__)
+FEATURES_VERSION = 1  # bump when extraction changes what a cached file holds
+
+
+def home() -> Path:
+    """medtransfer's cache folder: $MEDTRANSFER_HOME, default ~/.cache/medtransfer."""
+    return Path(os.environ.get("MEDTRANSFER_HOME", "~/.cache/medtransfer")).expanduser()
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Features of one dataset split under one model: x (N, D) float32 (memory-mapped), y labels, provenance."""
+
+    x: np.ndarray
+    y: np.ndarray
+    key: str
+    meta: dict[str, Any]
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast is fast on `device` (CUDA with bf16, or a CPU with oneDNN bf16 kernels)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_contract(model: nn.Module, input_size: int | None = None) -> InputContract:
+    """The model card's input contract, with `input_size` overridden when given."""
+    contract = card_of(model).input
+    return dataclasses.replace(contract, input_size=input_size) if input_size is not None else contract
+
+
+def cache_meta(model: nn.Module, dataset: ImageDataset, contract: InputContract, *, bf16: bool) -> dict[str, Any]:
+    """Everything that determines the features; its hash is the cache key."""
+    return {
+        "model": card_of(model).name,
+        "weights_sha256": weights_sha256(model),
+        "dataset": dataset.card.name,
+        "split": dataset.split,
+        "dataset_fingerprint": dataset.fingerprint,
+        "preprocess": dataclasses.asdict(contract),
+        "precision": "bf16" if bf16 else "fp32",
+        "version": FEATURES_VERSION,
+    }
+
+
+def iter_batches(dataset: ImageDataset, contract: InputContract, batch_size: int) -> Iterator[torch.Tensor]:
+    """Decode and preprocess batches, the next one in a background thread while the model runs on this one."""
+    starts = range(0, len(dataset), batch_size)
+    kw = dataclasses.asdict(contract)
+
+    def prepare(start: int) -> torch.Tensor:
+        index = np.arange(start, min(start + batch_size, len(dataset)))
+        return preprocess(dataset.images(index), **kw)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(prepare, starts[0]) if len(starts) else None
+        for nxt in [*starts[1:], None]:
+            assert pending is not None, "a batch is always pending inside the loop"
+            batch = pending.result()
+            pending = pool.submit(prepare, nxt) if nxt is not None else None
+            yield batch
+
+
+@torch.inference_mode()
+def forward_features(model: nn.Module, x: torch.Tensor, *, bf16: bool, device: torch.device) -> np.ndarray:
+    """One batch through the model (channels-last, optional bf16 autocast) -> float32 numpy (B, D)."""
+    fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+    x = x.to(device, non_blocking=True).contiguous(memory_format=fmt)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = model(x)
+    return out.float().cpu().numpy()
+
+
+def _write_features(model: nn.Module, dataset: ImageDataset, contract: InputContract, path: Path, *,
+                    batch_size: int, bf16: bool, device: torch.device, progress: bool) -> int:
+    """Stream features into the .npy file at `path` (header first, then rows); returns the feature dim."""
+    from rich.progress import Progress
+
+    dim = card_of(model).feature_dim
+    with open(path, "wb") as f, Progress(disable=not progress, transient=True) as bar:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (len(dataset), dim)})
+        task = bar.add_task(f"features {card_of(model).name} / {dataset.card.name}:{dataset.split}", total=len(dataset))
+        for x in iter_batches(dataset, contract, batch_size):
+            feats = forward_features(model, x, bf16=bf16, device=device)  # (B, D)
+            if feats.shape[1] != dim:
+                raise RuntimeError(f"Model {card_of(model).name!r} returned {feats.shape[1]}-d features; its card "
+                                   f"says feature_dim={dim}.")
+            f.write(np.ascontiguousarray(feats, dtype="<f4").tobytes())
+            bar.advance(task, len(feats))
+    return dim
+
+
+def extract(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 128, bf16: bool | None = None,
+            input_size: int | None = None, device: str | torch.device | None = None, cache: bool = True,
+            force: bool = False, progress: bool = False) -> FeatureSet:
+    """Features of every image of `dataset` under `model`, from the cache when present.
+
+    Args:
+        model: a model from ``medtransfer.models.create`` (it carries the input contract on its card).
+        dataset: one split, from ``medtransfer.data.load``.
+        bf16: bf16 autocast; None turns it on where the hardware has fast bf16 kernels.
+        input_size: override the card's input size (recorded in the cache key).
+        cache: read/write the on-disk cache under ``$MEDTRANSFER_HOME/features``.
+        force: recompute even when cached.
+
+    Examples:
+        >>> fs = extract(create("resnet18-small"), load("phantom-binary", "test"))
+        >>> fs.x.shape
+        (1000, 512)
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    bf16 = bf16_supported(device) if bf16 is None else bf16
+    contract = resolve_contract(model, input_size)
+    meta = cache_meta(model, dataset, contract, bf16=bf16)
+    key = config_hash(meta, length=24)
+    folder = home() / "features" / key
+    if cache and not force and (folder / "meta.json").is_file():
+        log.info("feature cache hit %s", key)
+        return _read(folder, key)
+    model = model.to(device).to(memory_format=torch.channels_last).eval()
+    tmp = folder.with_name(f"{key}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    start = time.perf_counter()
+    _write_features(model, dataset, contract, tmp / "features.npy", batch_size=batch_size, bf16=bf16,
+                    device=device, progress=progress)
+    np.save(tmp / "labels.npy", dataset.labels)
+    seconds = time.perf_counter() - start
+    meta |= {"n": len(dataset), "seconds": round(seconds, 3), "images_per_s": round(len(dataset) / max(seconds, 1e-9), 1)}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    if not cache:
+        fs = FeatureSet(np.load(tmp / "features.npy"), np.load(tmp / "labels.npy"), key, meta)
+        shutil.rmtree(tmp)
+        return fs
+    shutil.rmtree(folder, ignore_errors=True)  # a forced re-extraction replaces the old entry
+    os.replace(tmp, folder)  # atomic: readers see a complete entry or none
+    return _read(folder, key)
+
+
+def _read(folder: Path, key: str) -> FeatureSet:
+    meta = json.loads((folder / "meta.json").read_text())
+    x = np.load(folder / "features.npy", mmap_mode="r")
+    return FeatureSet(x, np.load(folder / "labels.npy"), key, meta)

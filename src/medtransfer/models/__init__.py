@@ -1,0 +1,12 @@
+"""Models: cards, backbones, the zoo of named checkpoints, and `create(name)`."""
+
+from __future__ import annotations
+
+from medtransfer.models.backbones import ARCHS
+from medtransfer.models.card import IMAGENET_MEAN, IMAGENET_STD, InputContract, ModelCard
+from medtransfer.models.factory import card_of, create
+from medtransfer.models.weights import load_strict, read_state_dict, weights_sha256
+from medtransfer.models.zoo import MODELS
+
+__all__ = ["ARCHS", "IMAGENET_MEAN", "IMAGENET_STD", "MODELS", "InputContract", "ModelCard", "card_of", "create",
+           "load_strict", "read_state_dict", "weights_sha256"]

@@ -1,0 +1,26 @@
+"""The named models. Architectures from random initialisation need no download; published checkpoints follow."""
+
+from __future__ import annotations
+
+from medtransfer.models.card import InputContract, ModelCard
+from medtransfer.registry import Registry
+
+MODELS: Registry[ModelCard] = Registry("model")
+
+_SMALL = InputContract(input_size=None, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # MedMNIST: Normalize(0.5, 0.5)
+
+for _card in (
+    ModelCard("resnet18", "resnet18", 512, description="ResNet-18 (torchvision), random initialisation."),
+    ModelCard("resnet50", "resnet50", 2048, description="ResNet-50 (torchvision), random initialisation."),
+    ModelCard("densenet121", "densenet121", 1024, description="DenseNet-121 (torchvision), random initialisation."),
+    ModelCard("resnet18-small", "resnet18-small", 512, input=_SMALL,
+              paper="MedMNIST v2, Yang et al., Sci. Data 2023",
+              description="ResNet-18 with the 3x3 stride-1 stem and no max-pool of the MedMNIST 28 px benchmark; "
+                          "images are used at their stored size. Random initialisation."),
+    ModelCard("resnet50-small", "resnet50-small", 2048, input=_SMALL,
+              paper="MedMNIST v2, Yang et al., Sci. Data 2023",
+              description="ResNet-50 with the MedMNIST 28 px stem; random initialisation."),
+    ModelCard("test-cnn", "test-cnn", 16, input=InputContract(input_size=None, mean=(0.5,) * 3, std=(0.5,) * 3),
+              description="A 2-layer CNN with 16-d features, for tests."),
+):
+    MODELS.add(_card.name, _card)

@@ -1,0 +1,78 @@
+"""What every protocol takes (Features) and returns (ClassificationResult)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from medtransfer.errors import DataError
+
+
+def _as_numpy(a: Any) -> np.ndarray:
+    if hasattr(a, "detach"):  # torch tensor, without importing torch here
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+@dataclass(frozen=True)
+class Features:
+    """Frozen features of one split: x (N, D); y (N,) int labels or (N, C) 0/1 multi-label targets.
+
+    Examples:
+        >>> Features(x=np.zeros((4, 2)), y=np.array([0, 1, 0, 1])).n
+        4
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    ids: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        x, y = _as_numpy(self.x), _as_numpy(self.y)
+        if x.ndim != 2:
+            raise DataError(f"Features.x must be 2-d (N, D). Got shape {x.shape}.")
+        if y.ndim not in (1, 2) or len(y) != len(x):
+            raise DataError(f"Features.y must be (N,) or (N, C) with N = len(x) = {len(x)}. Got shape {y.shape}.")
+        if self.ids is not None and len(self.ids) != len(x):
+            raise DataError(f"Features.ids has {len(self.ids)} entries for {len(x)} feature rows.")
+        object.__setattr__(self, "x", x)
+        object.__setattr__(self, "y", y)
+
+    @property
+    def n(self) -> int:
+        return len(self.x)
+
+    def subset(self, index: np.ndarray) -> Features:
+        ids = tuple(self.ids[i] for i in index) if self.ids is not None else None
+        return Features(self.x[index], self.y[index], ids)
+
+
+@dataclass(frozen=True)
+class ClassificationResult:
+    """A protocol's outcome on the test split.
+
+    Attributes:
+        metrics: metric name -> value on the test split.
+        ci: metric name -> (low, high) 95% interval (bootstrap over test samples, or over episodes/seeds).
+        chosen: the hyper-parameters the protocol selected on validation data (e.g. {"C": 0.1}).
+        grid: the validation score of every candidate it tried.
+    """
+
+    protocol: str
+    metrics: dict[str, float]
+    ci: dict[str, tuple[float, float]]
+    chosen: dict[str, Any] = field(default_factory=dict)
+    grid: list[dict[str, Any]] = field(default_factory=list)
+    n_train: int = 0
+    n_test: int = 0
+    seed: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        d["ci"] = {k: list(v) for k, v in self.ci.items()}
+        return d

@@ -1,0 +1,43 @@
+"""Result tables from store rows: one line per (dataset, protocol, metric), one column per model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rich.table import Table
+
+
+def _fmt(row: Mapping[str, Any]) -> str:
+    value = f"{100 * row['value']:.1f}" if row["metric"] != "qw_kappa" else f"{row['value']:.3f}"
+    if row.get("ci_low") is None or row.get("ci_high") is None:
+        return value
+    scale = 1 if row["metric"] == "qw_kappa" else 100
+    digits = 3 if row["metric"] == "qw_kappa" else 1
+    return f"{value} [{scale * row['ci_low']:.{digits}f}, {scale * row['ci_high']:.{digits}f}]"
+
+
+def pivot(rows: Iterable[Mapping[str, Any]]) -> tuple[list[str], dict[tuple[str, str, str], dict[str, str]]]:
+    """Group rows into (dataset, protocol, metric) -> {model: "value [low, high]"}; models in first-seen order.
+
+    Several seeds of one cell are listed side by side, separated by " / ".
+    """
+    models: list[str] = []
+    table: dict[tuple[str, str, str], dict[str, str]] = {}
+    for row in rows:
+        if row["model"] not in models:
+            models.append(row["model"])
+        cell = table.setdefault((row["dataset"], row["protocol"], row["metric"]), {})
+        cell[row["model"]] = f"{cell[row['model']]} / {_fmt(row)}" if row["model"] in cell else _fmt(row)
+    return models, table
+
+
+def results_table(rows: Iterable[Mapping[str, Any]], *, title: str = "medtransfer results") -> Table:
+    """A rich Table of test metrics with 95% CIs (accuracy and AUC in %, QW-kappa as is)."""
+    models, grouped = pivot(rows)
+    table = Table(title=title, caption="test split; value [95% CI]; accuracy/AUC in %")
+    for name in ("dataset", "protocol", "metric", *models):
+        table.add_column(name, no_wrap=name in ("dataset", "protocol", "metric"))
+    for (dataset, protocol, metric), by_model in sorted(grouped.items()):
+        table.add_row(dataset, protocol, metric, *(by_model.get(m, "-") for m in models))
+    return table

@@ -1,0 +1,114 @@
+"""Run a grid on this machine: extract each (model, dataset) pair's features once, run every cell, store rows."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+
+from medtransfer import data as mdata
+from medtransfer.errors import CellError
+from medtransfer.features import FeatureSet, bf16_supported, extract
+from medtransfer.models import create
+from medtransfer.protocols import PROTOCOLS, ClassificationResult, Features
+from medtransfer.runner.spec import GridSpec, expand
+from medtransfer.runner.store import Cell, ResultRow, ResultStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    """What one `run_grid` call did."""
+
+    total: int = 0
+    skipped: int = 0
+    done: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def _precision(spec: GridSpec) -> str:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    use = bf16_supported(device) if spec.bf16 is None else spec.bf16
+    return "bf16" if use else "fp32"
+
+
+def _grouped(cells: Iterable[Cell]) -> dict[tuple[str, str], list[Cell]]:
+    groups: dict[tuple[str, str], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.model, cell.dataset), []).append(cell)
+    return groups
+
+
+def pair_features(spec: GridSpec, model_name: str, dataset_name: str, *, progress: bool,
+                  precision: str) -> tuple[dict[str, FeatureSet], mdata.DatasetCard]:
+    """Features of every split of one dataset under one model (cached on disk)."""
+    model = create(model_name)
+    card = mdata.get_card(dataset_name)
+    options = spec.dataset_options.get(dataset_name, {})
+    feats = {}
+    for split in (s for s in ("train", "val", "test") if s in card.splits):
+        ds = mdata.load(dataset_name, split, data_root=spec.data_root, **options)
+        feats[split] = extract(model, ds, batch_size=spec.batch_size, bf16=precision == "bf16",
+                               input_size=spec.input_size, progress=progress)
+    return feats, card
+
+
+def result_rows(result: ClassificationResult) -> list[ResultRow]:
+    """One store row per reported test metric, with its 95% interval."""
+    return [ResultRow(metric=name, split="test", value=value, ci_low=result.ci[name][0],
+                      ci_high=result.ci[name][1], n=result.n_test) for name, value in result.metrics.items()]
+
+
+def _run_cell(cell: Cell, feats: dict[str, FeatureSet], card: mdata.DatasetCard) -> ClassificationResult:
+    splits = {name: Features(fs.x, fs.y) for name, fs in feats.items()}
+    protocol = PROTOCOLS.get(cell.protocol)
+    return protocol(splits, task=card.task, metrics=card.metrics, seed=cell.seed,
+                    options=cell.config["protocol_options"])
+
+
+def _fail(store: ResultStore, cells: list[Cell], error: BaseException, summary: RunSummary) -> None:
+    for cell in cells:
+        where = f"model={cell.model} dataset={cell.dataset} protocol={cell.protocol} seed={cell.seed}"
+        message = f"{CellError(where)}: {type(error).__name__}: {error}"
+        log.error("%s", message)
+        if store.status(cell.cell_id) is None:  # failed before it could start (e.g. its features)
+            store.start(cell)
+        store.fail(cell.cell_id, message + "\n" + "".join(traceback.format_exception(error)))
+        summary.failed.append(message)
+
+
+def run_grid(spec: GridSpec, store: ResultStore, *, force: bool = False, progress: bool = False) -> RunSummary:
+    """Run every cell of `spec` that `store` does not already hold (all of them with `force`).
+
+    Each finished cell is written in one transaction the moment it finishes, so a kill loses at most the
+    running cell. A failing cell is recorded with its error and the run goes on.
+
+    Examples:
+        >>> with ResultStore("runs/default.sqlite") as store:
+        ...     summary = run_grid(load_spec(), store)
+    """
+    precision = _precision(spec)
+    cells = expand(spec, precision=precision)
+    done = set() if force else store.done_cells()
+    summary = RunSummary(total=len(cells), skipped=sum(c.cell_id in done for c in cells))
+    for (model_name, dataset_name), group in _grouped(c for c in cells if c.cell_id not in done).items():
+        try:
+            feats, card = pair_features(spec, model_name, dataset_name, progress=progress, precision=precision)
+        except Exception as e:  # noqa: BLE001 - a broken pair fails its cells; the rest of the grid still runs
+            _fail(store, group, e, summary)
+            continue
+        for cell in group:
+            store.start(cell)
+            try:
+                result = _run_cell(cell, feats, card)
+            except Exception as e:  # noqa: BLE001 - recorded in the store with its traceback
+                _fail(store, [cell], e, summary)
+                continue
+            store.finish(cell.cell_id, result_rows(result), weights_sha256=feats["train"].meta["weights_sha256"],
+                         extra={"chosen": result.chosen, "grid": result.grid, "n_train": result.n_train})
+            summary.done += 1
+    return summary

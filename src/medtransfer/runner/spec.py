@@ -1,0 +1,75 @@
+"""A benchmark spec (YAML) and its expansion into cells: models x datasets x protocols x seeds."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from medtransfer.config import config_hash, load
+from medtransfer.errors import ConfigError
+from medtransfer.runner.store import Cell
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """What a benchmark runs. Defaults < spec file < `key=value` overrides.
+
+    Attributes:
+        name: names the store file (``runs/<name>.sqlite``) unless a store path is given.
+        models, datasets, protocols: registry names (or a folder/CSV path for a user dataset).
+        seeds: one cell per seed.
+        protocol_options: per-protocol settings, e.g. ``{linear: {C_grid: [0.1, 1.0]}}``.
+        dataset_options: per-dataset loader options, e.g. ``{phantom-binary: {n: 500}}``.
+        input_size: override every model card's input size (None keeps each card's own).
+        bf16: bf16 autocast for extraction; None uses it where the hardware is fast at it.
+        batch_size: extraction batch size.
+        data_root: where dataset files are (default $MEDTRANSFER_DATA or ~/.medmnist).
+    """
+
+    name: str = "default"
+    models: tuple[str, ...] = ("resnet18-small", "resnet18")
+    datasets: tuple[str, ...] = ("phantom-binary-32",)
+    protocols: tuple[str, ...] = ("linear",)
+    seeds: tuple[int, ...] = (0,)
+    protocol_options: dict[str, Any] = field(default_factory=dict)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    input_size: int | None = None
+    bf16: bool | None = None
+    batch_size: int = 128
+    data_root: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("models", "datasets", "protocols", "seeds"):
+            if not getattr(self, key):
+                raise ConfigError(f"The {key!r} parameter of GridSpec must be a non-empty list.")
+        if self.batch_size < 1:
+            raise ConfigError(f"The 'batch_size' parameter of GridSpec must be an int in the range [1, inf). "
+                              f"Got {self.batch_size} instead.")
+
+
+def default_spec_path() -> Path:
+    """The embedded default spec shipped inside the package."""
+    return Path(str(resources.files("medtransfer") / "specs" / "default.yaml"))
+
+
+def load_spec(path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = ()) -> GridSpec:
+    """Read a spec file (the embedded default when `path` is None) and apply `key=value` overrides."""
+    return load(GridSpec, path if path is not None else default_spec_path(), overrides)
+
+
+def expand(spec: GridSpec, *, precision: str) -> list[Cell]:
+    """The spec's cells, each keyed by the hash of everything that determines its result."""
+    cells = []
+    for model, dataset, protocol, seed in itertools.product(spec.models, spec.datasets, spec.protocols, spec.seeds):
+        config = {
+            "model": model, "dataset": dataset, "protocol": protocol, "seed": seed,
+            "protocol_options": spec.protocol_options.get(protocol, {}),
+            "dataset_options": spec.dataset_options.get(dataset, {}),
+            "input_size": spec.input_size, "precision": precision,
+        }
+        cells.append(Cell(cell_id=config_hash(config), model=model, dataset=dataset, protocol=protocol,
+                          seed=seed, fraction=None, config=config))
+    return cells
