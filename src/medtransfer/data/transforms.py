@@ -50,7 +50,7 @@ def resize_crop(x: torch.Tensor, size: int, *, crop_pct: float = 1.0, interpolat
         if mode in ("bilinear", "bicubic"):
             kw["antialias"] = True  # as torchvision's Resize on tensors/PIL: no aliasing when shrinking
         x = F.interpolate(x, size=target, mode=mode, **kw)
-    starts = [(t - size) // 2 for t in x.shape[2:]]
+    starts = [int(round((t - size) / 2.0)) for t in x.shape[2:]]  # torchvision center_crop offsets
     if any(s < 0 for s in starts):
         raise DataError(f"Cannot centre-crop {size} from an image of size {tuple(x.shape[2:])}.")
     slices = tuple(slice(s, s + size) for s in starts)

@@ -23,12 +23,12 @@ def read_state_dict(path: str | Path) -> StateDict:
     if not path.is_file():
         raise CheckpointError(f"Weights file {str(path)!r} does not exist.")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorsError
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
             return load_file(str(path))
-        except (SafetensorsError, OSError, ValueError) as e:
+        except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"Could not read {str(path)!r} as safetensors ({e}); the file may be truncated.") from e
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from medtransfer import features
+from medtransfer.data.base import ArrayDataset, DatasetCard
+from medtransfer.data.transforms import preprocess
+from medtransfer.features import extract
+from medtransfer.models import create
+
+CARD = DatasetCard("tiny", "binary", ("a", "b"), image_size=16)
+
+
+def _dataset(n: int = 40, split: str = "train", seed: int = 0) -> ArrayDataset:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 16, 16, 1), dtype=np.uint8)
+    return ArrayDataset(CARD, split, images, np.arange(n) % 2, fingerprint=f"tiny-{split}-{n}-{seed}")
+
+
+def test_features_equal_bare_forward() -> None:
+    model, ds = create("test-cnn"), _dataset()
+    fs = extract(model, ds, batch_size=16, bf16=False)
+    x = preprocess(ds.images(np.arange(len(ds))), **vars(model.card.input))
+    with torch.inference_mode():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(fs.x, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(fs.y, ds.labels)
+
+
+def test_second_run_hits_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, ds = create("test-cnn"), _dataset()
+    first = extract(model, ds, bf16=False)
+    calls = []
+    monkeypatch.setattr(features, "_write_features", lambda *a, **k: calls.append(1))
+    second = extract(model, ds, bf16=False)
+    assert not calls and second.key == first.key
+    np.testing.assert_array_equal(np.asarray(second.x), np.asarray(first.x))
+    assert isinstance(second.x, np.memmap)
+
+
+def test_cache_key_changes_with_what_determines_features() -> None:
+    model, ds = create("test-cnn"), _dataset()
+    base = extract(model, ds, bf16=False).key
+    assert extract(model, _dataset(seed=1), bf16=False).key != base  # content
+    assert extract(model, _dataset(split="test"), bf16=False).key != base  # split
+    assert extract(model, ds, bf16=False, input_size=24).key != base  # preprocessing
+    assert extract(model, ds, bf16=True).key != base  # precision
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    assert extract(model, ds, bf16=False).key != base  # weights
+
+
+def test_force_recomputes_and_cache_off_leaves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, ds = create("test-cnn"), _dataset()
+    fs = extract(model, ds, bf16=False, cache=False)
+    assert fs.x.shape == (40, 16)
+    assert list((features.home() / "features").iterdir()) == []  # no entry, no leftover tmp folder
+    extract(model, ds, bf16=False)
+    calls = []
+    real = features._write_features
+    monkeypatch.setattr(features, "_write_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    extract(model, ds, bf16=False, force=True)
+    assert calls == [1]
+
+
+def test_bf16_close_to_fp32() -> None:
+    model, ds = create("resnet18-small"), _dataset(n=8)
+    a = extract(model, ds, bf16=False, cache=False).x
+    b = extract(model, ds, bf16=True, cache=False).x
+    assert np.abs(a - b).max() < 0.05 * np.abs(a).max()
+
+
+def test_wrong_feature_dim_is_reported() -> None:
+    model = create("test-cnn")
+    model.card = dataclasses.replace(model.card, feature_dim=17)
+    with pytest.raises(RuntimeError, match="16-d features; its card says feature_dim=17"):
+        extract(model, _dataset(), bf16=False)
