@@ -143,7 +143,7 @@ DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
 
 def default_data_root(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Where dataset files live: `explicit` > $MEDTRANSFER_DATA > the medmnist package's root (~/.medmnist)."""
+    """Where dataset files live: `explicit` > $MEDTRANSFER_DATA > ~/.medmnist (the medmnist package's default)."""
     if explicit is not None:
         return Path(explicit).expanduser()
     env = os.environ.get("MEDTRANSFER_DATA")
@@ -152,8 +152,17 @@ def default_data_root(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path("~/.medmnist").expanduser()
 
 
+def is_user_path(name: str) -> bool:
+    """True when `name` is not a registered dataset but a folder or CSV of the user's images."""
+    return name not in DATASETS and (Path(name).expanduser().is_dir() or name.lower().endswith(".csv"))
+
+
 def get_card(name: str) -> DatasetCard:
-    """The card of the registered dataset `name`."""
+    """The card of the registered dataset `name`, or the card built from a user folder / CSV."""
+    if is_user_path(name):
+        from medtransfer.data.folder import folder_card
+
+        return folder_card(name)
     return DATASETS.get(name).card
 
 
@@ -166,6 +175,10 @@ def load(name: str, split: str = "train", *, data_root: str | os.PathLike[str] |
         >>> ds.images(np.arange(4)).shape
         (4, 64, 64, 1)
     """
+    if is_user_path(name):  # a folder or CSV of the user's images; its splits are known once it is read
+        from medtransfer.data.folder import folder_dataset
+
+        return folder_dataset(name, split, **options)
     entry = DATASETS.get(name)
     if split not in entry.card.splits:
         raise DataError(f"Dataset {name!r} has no split {split!r}; its splits are {list(entry.card.splits)}.")
