@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from medtransfer.runner import ResultStore, load_spec, run_grid
+
+SMALL = {"phantom-binary-28": {"n": 120}, "phantom-organ-28": {"n": 120}}
+
+
+def _spec(tmp_path: Path, seeds: str = "[0]", extra: str = "") -> Path:
+    f = tmp_path / "spec.yaml"
+    f.write_text(
+        "name: t\nmodels: [test-cnn]\ndatasets: [phantom-binary-28, phantom-organ-28]\nprotocols: [linear]\n"
+        f"seeds: {seeds}\ndataset_options: {SMALL}\n"
+        "protocol_options: {linear: {C_grid: [0.01, 1.0], n_boot: 200}}\n" + extra
+    )
+    return f
+
+
+def test_run_writes_rows_and_skips_done_cells(tmp_path: Path) -> None:
+    spec = load_spec(_spec(tmp_path))
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        first = run_grid(spec, store)
+        rows = store.results()
+        second = run_grid(spec, store)
+        assert store.results() == rows  # nothing rewritten
+    assert (first.done, first.skipped, second.done, second.skipped) == (2, 0, 0, 2)
+    assert {(r["dataset"], r["metric"]) for r in rows} == {
+        (d, m) for d in SMALL for m in ("accuracy", "auc")}
+    assert all(r["ci_low"] <= r["value"] <= r["ci_high"] for r in rows)
+
+
+def test_force_recomputes_without_duplicates(tmp_path: Path) -> None:
+    spec = load_spec(_spec(tmp_path))
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        run_grid(spec, store)
+        n = len(store.results())
+        assert run_grid(spec, store, force=True).done == 2
+        assert len(store.results()) == n
+
+
+def test_failing_cell_is_recorded_and_the_rest_runs(tmp_path: Path) -> None:
+    spec = load_spec(_spec(tmp_path), ["models=[test-cnn, no-such-model]"])
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        summary = run_grid(spec, store)
+        failed = store.cells(status="failed")
+    assert summary.done == 2 and len(summary.failed) == 2
+    assert "model=no-such-model dataset=phantom-binary-28 protocol=linear seed=0" in summary.failed[0]
+    assert "Unknown model 'no-such-model'" in failed[0]["error"]
+
+
+def _done(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with ResultStore(path) as store:
+        return len(store.done_cells())
+
+
+@pytest.mark.timeout(240)
+def test_resume_after_kill_loses_at_most_the_running_cell(tmp_path: Path) -> None:
+    spec_path = _spec(tmp_path, seeds="[0, 1, 2, 3, 4, 5, 6, 7]", extra="batch_size: 16\n")
+    db = tmp_path / "r.sqlite"
+    cmd = [sys.executable, "-m", "medtransfer.cli", "bench", str(spec_path), "--store", str(db), "--json"]
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 180
+    while _done(db) < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = _done(db)
+    assert 3 <= killed_at < 16, f"kill landed after {killed_at} of 16 cells; the test needs a mid-run kill"
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    with ResultStore(db) as store:
+        rows = store.results()
+        assert len(store.done_cells()) == 16
+    keys = [(r["cell_id"], r["metric"], r["split"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 16 * 2  # every cell once, each with accuracy and auc

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medtransfer.errors import ConfigError, UnknownNameError
+from medtransfer.runner import default_spec_path, expand, load_spec
+
+
+def test_default_spec_is_shipped_and_valid() -> None:
+    spec = load_spec()
+    assert default_spec_path().is_file()
+    assert len(spec.models) >= 2 and all(d.startswith("phantom") for d in spec.datasets)
+
+
+def test_expand_is_the_full_product_with_stable_ids(tmp_path: Path) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text("name: t\nmodels: [a, b]\ndatasets: [x, y, z]\nprotocols: [linear]\nseeds: [0, 1]\n")
+    spec = load_spec(f)
+    cells = expand(spec, precision="fp32")
+    assert len(cells) == 12 and len({c.cell_id for c in cells}) == 12
+    assert [c.cell_id for c in expand(load_spec(f), precision="fp32")] == [c.cell_id for c in cells]
+    assert expand(spec, precision="bf16")[0].cell_id != cells[0].cell_id
+    tweaked = load_spec(f, ["protocol_options={linear: {C_grid: [1.0]}}"])
+    assert expand(tweaked, precision="fp32")[0].cell_id != cells[0].cell_id
+
+
+def test_overrides_and_errors(tmp_path: Path) -> None:
+    assert load_spec(None, ["seeds=[3, 4]"]).seeds == (3, 4)
+    with pytest.raises(UnknownNameError, match="Did you mean 'seeds'"):
+        load_spec(None, ["seed=1"])
+    with pytest.raises(ConfigError, match="'models' parameter of GridSpec must be a non-empty list"):
+        load_spec(None, ["models=[]"])

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medtransfer.cli import app, main
+
+runner = CliRunner()
+
+
+def test_lists_and_info() -> None:
+    out = runner.invoke(app, ["datasets", "list", "phantom-*-32"])
+    assert out.exit_code == 0 and "phantom-grade-32" in out.stdout and "breastmnist" not in out.stdout
+    out = runner.invoke(app, ["models", "list"])
+    assert out.exit_code == 0 and "resnet18-small" in out.stdout
+    out = runner.invoke(app, ["models", "info", "resnet50"])
+    assert out.exit_code == 0 and "2048" in out.stdout
+    out = runner.invoke(app, ["datasets", "info", "breastmnist-64"])
+    assert out.exit_code == 0 and "malignant" in out.stdout
+
+
+def test_user_error_is_one_clear_message_not_a_traceback(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("sys.argv", ["medtransfer", "models", "info", "resnet19"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Unknown model 'resnet19'. Did you mean 'resnet18'" in err
+    assert "Traceback" not in err
+
+
+def test_extract_prints_shapes_and_hits_cache() -> None:
+    args = ["extract", "--model", "test-cnn", "--dataset", "phantom-binary-28", "--split", "test"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "phantom-binary-28:test (1000, 16)" in first.stdout and "images/s" in first.stdout
+
+
+def test_bench_json_and_table(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: t\nmodels: [test-cnn]\ndatasets: [phantom-binary-28]\n"
+                    "dataset_options: {phantom-binary-28: {n: 100}}\nprotocol_options: {linear: {n_boot: 100}}\n")
+    db = tmp_path / "r.sqlite"
+    out = runner.invoke(app, ["bench", str(spec), "seeds=[0, 1]", "--store", str(db), "--json"])
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.stdout)
+    assert {(r["seed"], r["metric"]) for r in rows} == {(s, m) for s in (0, 1) for m in ("accuracy", "auc")}
+    table = runner.invoke(app, ["bench", str(spec), "seeds=[0, 1]", "--store", str(db)])
+    assert table.exit_code == 0 and "0 cells run, 2 already in" in table.stdout
+
+
+@pytest.mark.slow
+def test_default_bench_end_to_end(tmp_path: Path) -> None:
+    out = runner.invoke(app, ["bench", "--store", str(tmp_path / "d.sqlite")])
+    assert out.exit_code == 0, out.output
+    assert "phantom-organ-32" in out.stdout
