@@ -36,3 +36,7 @@ class CheckpointError(MedtransferError, ValueError):
 
 class CellError(MedtransferError, RuntimeError):
     """A benchmark cell that failed; the message names model, dataset, protocol and seed."""
+
+
+class StoreError(MedtransferError, RuntimeError):
+    """A results store that cannot be used: not SQLite, a newer schema, or a call out of order."""
