@@ -27,7 +27,8 @@ def test_matches_sklearn_with_the_chosen_c(rng: np.random.Generator) -> None:
     proba = ref.predict_proba(scaler.transform(test.x))
     assert r.chosen["C"] == best
     assert r.metrics["accuracy"] == pytest.approx(accuracy_score(test.y, proba.argmax(1)), abs=1e-9)
-    assert r.metrics["auc"] == pytest.approx(roc_auc_score(test.y, proba, multi_class="ovr"), abs=1e-6)
+    # warm-started fits stop at the solver tolerance from a different start: equal to ~1e-4, not bit-exact
+    assert r.metrics["auc"] == pytest.approx(roc_auc_score(test.y, proba, multi_class="ovr"), abs=1e-3)
     lo, hi = r.ci["accuracy"]
     assert lo <= r.metrics["accuracy"] <= hi and hi - lo < 0.3
     assert len(r.grid) == len(LinearConfig().C_grid) and r.n_train == 200 and r.n_test == 150
