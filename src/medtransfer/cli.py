@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -23,7 +23,7 @@ app.add_typer(datasets_app, name="datasets")
 app.add_typer(models_app, name="models")
 console = Console()
 
-DataRoot = Annotated[Optional[Path], typer.Option(help="Dataset folder (default $MEDTRANSFER_DATA or ~/.medmnist).")]
+DataRoot = Annotated[Path | None, typer.Option(help="Dataset folder (default $MEDTRANSFER_DATA or ~/.medmnist).")]
 
 
 def _kv_table(title: str, items: dict[str, object]) -> Table:
@@ -92,7 +92,7 @@ def extract(model: Annotated[str, typer.Option(help="model name")],
             split: Annotated[str, typer.Option(help="train, val, test or all")] = "all",
             data_root: DataRoot = None, batch_size: int = 128,
             bf16: Annotated[bool, typer.Option(help="bf16 autocast where the hardware is fast at it")] = True,
-            input_size: Annotated[Optional[int], typer.Option(help="override the model's input size")] = None,
+            input_size: Annotated[int | None, typer.Option(help="override the model's input size")] = None,
             force: bool = False) -> None:
     """Extract (and cache) features of a dataset under a model."""
     from medtransfer import data, features, models
@@ -107,8 +107,8 @@ def extract(model: Annotated[str, typer.Option(help="model name")],
 
 
 @app.command()
-def bench(args: Annotated[Optional[list[str]], typer.Argument(help="[SPEC.yaml] [key=value ...]")] = None,
-          store: Annotated[Optional[Path], typer.Option(help="results store (default runs/<name>.sqlite)")] = None,
+def bench(args: Annotated[list[str] | None, typer.Argument(help="[SPEC.yaml] [key=value ...]")] = None,
+          store: Annotated[Path | None, typer.Option(help="results store (default runs/<name>.sqlite)")] = None,
           force: Annotated[bool, typer.Option(help="recompute cells the store already holds")] = False,
           as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False) -> None:
     """Run a benchmark grid (the embedded default when no SPEC is given) and print its results table."""

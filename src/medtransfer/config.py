@@ -125,7 +125,8 @@ def read_file(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"Config file {str(path)!r} must hold a mapping of keys to values, not {type(data).__name__}.")
+        raise ConfigError(f"Config file {str(path)!r} must hold a mapping of keys to values, "
+                          f"not {type(data).__name__}.")
     return data
 
 

@@ -159,7 +159,8 @@ def extract(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 128, b
                     device=device, progress=progress)
     np.save(tmp / "labels.npy", dataset.labels)
     seconds = time.perf_counter() - start
-    meta |= {"n": len(dataset), "seconds": round(seconds, 3), "images_per_s": round(len(dataset) / max(seconds, 1e-9), 1)}
+    meta |= {"n": len(dataset), "seconds": round(seconds, 3),
+             "images_per_s": round(len(dataset) / max(seconds, 1e-9), 1)}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     if not cache:
         fs = FeatureSet(np.load(tmp / "features.npy"), np.load(tmp / "labels.npy"), key, meta)

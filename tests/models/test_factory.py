@@ -9,7 +9,7 @@ from medtransfer.models import card_of, create
 
 def test_random_init_is_reproducible() -> None:
     a, b = create("resnet18-small"), create("resnet18-small")
-    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb)
 
 

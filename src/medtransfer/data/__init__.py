@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from medtransfer.data import medmnist, mednist, phantoms  # noqa: F401  (registers their datasets)
 from medtransfer.data.base import (
     DATASETS,
     ArrayDataset,
@@ -13,7 +14,6 @@ from medtransfer.data.base import (
     is_user_path,
     load,
 )
-from medtransfer.data import medmnist, mednist, phantoms  # noqa: F401  (registers their datasets)
 from medtransfer.data.folder import FolderDataset, folder_card, folder_dataset
 from medtransfer.data.mednist import unpack_subset
 

@@ -29,7 +29,8 @@ def read_state_dict(path: str | Path) -> StateDict:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"Could not read {str(path)!r} as safetensors ({e}); the file may be truncated.") from e
+            raise CheckpointError(f"Could not read {str(path)!r} as safetensors ({e}); "
+                                  f"the file may be truncated.") from e
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
