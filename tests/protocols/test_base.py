@@ -31,3 +31,12 @@ def test_result_to_dict_is_json_ready() -> None:
     r = ClassificationResult("linear", {"accuracy": 0.5}, {"accuracy": (0.4, 0.6)}, chosen={"C": 1.0})
     d = json.loads(json.dumps(r.to_dict()))
     assert d["ci"]["accuracy"] == [0.4, 0.6] and d["chosen"] == {"C": 1.0}
+
+
+def test_infer_task_and_default_metrics() -> None:
+    from medtransfer.protocols.base import default_metrics, infer_task
+
+    assert infer_task(np.array([0, 1, 1])) == "binary"
+    assert infer_task(np.array([0, 2, 1])) == "multi-class"
+    assert infer_task(np.zeros((3, 4))) == "multi-label"
+    assert default_metrics("ordinal") == ("accuracy", "auc", "qw_kappa")

@@ -50,6 +50,22 @@ class Features:
         return Features(self.x[index], self.y[index], ids)
 
 
+def infer_task(y: np.ndarray) -> str:
+    """The task a label array implies: (N, C) -> multi-label; two classes -> binary; more -> multi-class.
+
+    Ordinal tasks look multi-class from the labels alone: pass ``task="ordinal"`` (the dataset card's task).
+    """
+    y = np.asarray(y)
+    if y.ndim == 2:
+        return "multi-label"
+    return "binary" if len(np.unique(y)) <= 2 else "multi-class"
+
+
+def default_metrics(task: str) -> tuple[str, ...]:
+    """Metrics reported when the caller names none: accuracy and AUC, plus QW-kappa for ordinal tasks."""
+    return ("accuracy", "auc", "qw_kappa") if task == "ordinal" else ("accuracy", "auc")
+
+
 @dataclass(frozen=True)
 class ClassificationResult:
     """A protocol's outcome on the test split.

@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 
 from medtransfer.config import to_dict
 from medtransfer.errors import ConfigError
-from medtransfer.protocols.base import ClassificationResult, Features
+from medtransfer.protocols.base import ClassificationResult, Features, default_metrics, infer_task
 from medtransfer.protocols.metrics import evaluate, metric_value
 
 
@@ -81,18 +81,21 @@ def _fit(clf: LogisticRegression | OneVsRestClassifier, C: float, x: np.ndarray,
         return clf.fit(x, y)
 
 
-def linear_probe(train: Features, test: Features, *, task: str, metrics: tuple[str, ...] = ("accuracy", "auc"),
-                 select: str | None = None, val: Features | None = None, seed: int = 0,
+def linear_probe(train: Features, test: Features, *, task: str | None = None,
+                 metrics: tuple[str, ...] | None = None, select: str | None = None, val: Features | None = None, seed: int = 0,
                  cfg: LinearConfig | None = None) -> ClassificationResult:
     """Fit logistic regression on `train`, pick C on `val` (or a seeded hold-out of train), score `test`.
 
     The final classifier is refit on all of `train` with the chosen C; test data never reaches the choice.
 
     Args:
-        task: the dataset card's task (binary, multi-class, multi-label, ordinal).
-        metrics: metrics to report with bootstrap 95% CIs; `select` (default: the first) chooses C.
+        task: the dataset card's task (binary, multi-class, multi-label, ordinal); None infers it from train.y.
+        metrics: metrics to report with bootstrap 95% CIs (None: accuracy, AUC [, QW-kappa]); `select`
+            (default: the first) chooses C.
     """
     cfg = cfg or LinearConfig()
+    task = task or infer_task(train.y)
+    metrics = metrics or default_metrics(task)
     select = select or metrics[0]
     held_out = val is None
     fit_on, val = split_validation(train, cfg.val_fraction, seed) if val is None else (train, val)
