@@ -52,7 +52,7 @@ def test_failing_cell_is_recorded_and_the_rest_runs(tmp_path: Path) -> None:
         summary = run_grid(spec, store)
         failed = store.cells(status="failed")
     assert summary.done == 2 and len(summary.failed) == 2
-    assert "model=no-such-model dataset=phantom-binary-28 protocol=linear seed=0" in summary.failed[0]
+    assert "model=no-such-model dataset=phantom-binary-28 protocol=linear seed=0 fraction=1.0" in summary.failed[0]
     assert "Unknown model 'no-such-model'" in failed[0]["error"]
 
 
@@ -84,3 +84,11 @@ def test_resume_after_kill_loses_at_most_the_running_cell(tmp_path: Path) -> Non
         assert len(store.done_cells()) == 16
     keys = [(r["cell_id"], r["metric"], r["split"]) for r in rows]
     assert len(keys) == len(set(keys)) == 16 * 2  # every cell once, each with accuracy and auc
+
+
+def test_label_fractions_subset_train_only(tmp_path: Path) -> None:
+    spec = load_spec(_spec(tmp_path), ["fractions=[0.25, 1.0]", "datasets=[phantom-binary-28]"])
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        run_grid(spec, store)
+        cells = {c["fraction"]: c for c in store.cells(status="done")}
+    assert cells[0.25]["extra"]["n_train"] == 30 and cells[1.0]["extra"]["n_train"] == 120

@@ -17,17 +17,25 @@ def _fmt(row: Mapping[str, Any]) -> str:
     return f"{value} [{scale * row['ci_low']:.{digits}f}, {scale * row['ci_high']:.{digits}f}]"
 
 
-def pivot(rows: Iterable[Mapping[str, Any]]) -> tuple[list[str], dict[tuple[str, str, str], dict[str, str]]]:
-    """Group rows into (dataset, protocol, metric) -> {model: "value [low, high]"}; models in first-seen order.
+Key = tuple[str, str, str, str]
+
+
+def _labels(row: Mapping[str, Any]) -> str:
+    fraction = row.get("fraction")
+    return "100%" if fraction is None else f"{100 * fraction:g}%"
+
+
+def pivot(rows: Iterable[Mapping[str, Any]]) -> tuple[list[str], dict[Key, dict[str, str]]]:
+    """Group rows into (dataset, protocol, labels, metric) -> {model: "value [low, high]"}; models first-seen order.
 
     Several seeds of one cell are listed side by side, separated by " / ".
     """
     models: list[str] = []
-    table: dict[tuple[str, str, str], dict[str, str]] = {}
+    table: dict[Key, dict[str, str]] = {}
     for row in rows:
         if row["model"] not in models:
             models.append(row["model"])
-        cell = table.setdefault((row["dataset"], row["protocol"], row["metric"]), {})
+        cell = table.setdefault((row["dataset"], row["protocol"], _labels(row), row["metric"]), {})
         cell[row["model"]] = f"{cell[row['model']]} / {_fmt(row)}" if row["model"] in cell else _fmt(row)
     return models, table
 
@@ -35,9 +43,9 @@ def pivot(rows: Iterable[Mapping[str, Any]]) -> tuple[list[str], dict[tuple[str,
 def results_table(rows: Iterable[Mapping[str, Any]], *, title: str = "medtransfer results") -> Table:
     """A rich Table of test metrics with 95% CIs (accuracy and AUC in %, QW-kappa as is)."""
     models, grouped = pivot(rows)
-    table = Table(title=title, caption="test split; value [95% CI]; accuracy/AUC in %")
-    for name in ("dataset", "protocol", "metric", *models):
-        table.add_column(name, no_wrap=name in ("dataset", "protocol", "metric"))
-    for (dataset, protocol, metric), by_model in sorted(grouped.items()):
-        table.add_row(dataset, protocol, metric, *(by_model.get(m, "-") for m in models))
+    table = Table(title=title, caption="test split; value [95% CI]; accuracy/AUC in %; labels = share of train labels")
+    for name in ("dataset", "protocol", "labels", "metric", *models):
+        table.add_column(name, no_wrap=name in ("dataset", "protocol", "labels", "metric"))
+    for key, by_model in sorted(grouped.items(), key=lambda kv: (kv[0][0], kv[0][1], -float(kv[0][2][:-1]), kv[0][3])):
+        table.add_row(*key, *(by_model.get(m, "-") for m in models))
     return table

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from medtransfer import data as mdata
+from medtransfer.data.splits import label_subset
 from medtransfer.errors import CellError
 from medtransfer.features import FeatureSet, bf16_supported, extract
 from medtransfer.models import create
@@ -65,6 +66,9 @@ def result_rows(result: ClassificationResult) -> list[ResultRow]:
 
 def _run_cell(cell: Cell, feats: dict[str, FeatureSet], card: mdata.DatasetCard) -> ClassificationResult:
     splits = {name: Features(fs.x, fs.y) for name, fs in feats.items()}
+    if cell.fraction is not None and cell.fraction < 1.0:  # the label budget applies to train; val stays whole
+        splits["train"] = splits["train"].subset(label_subset(splits["train"].y, fraction=cell.fraction,
+                                                              seed=cell.seed))
     protocol = PROTOCOLS.get(cell.protocol)
     return protocol(splits, task=card.task, metrics=card.metrics, seed=cell.seed,
                     options=cell.config["protocol_options"])
@@ -72,7 +76,8 @@ def _run_cell(cell: Cell, feats: dict[str, FeatureSet], card: mdata.DatasetCard)
 
 def _fail(store: ResultStore, cells: list[Cell], error: BaseException, summary: RunSummary) -> None:
     for cell in cells:
-        where = f"model={cell.model} dataset={cell.dataset} protocol={cell.protocol} seed={cell.seed}"
+        where = (f"model={cell.model} dataset={cell.dataset} protocol={cell.protocol} seed={cell.seed} "
+                 f"fraction={cell.fraction}")
         message = f"{CellError(where)}: {type(error).__name__}: {error}"
         log.error("%s", message)
         if store.status(cell.cell_id) is None:  # failed before it could start (e.g. its features)

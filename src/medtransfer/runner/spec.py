@@ -20,7 +20,8 @@ class GridSpec:
     Attributes:
         name: names the store file (``runs/<name>.sqlite``) unless a store path is given.
         models, datasets, protocols: registry names (or a folder/CSV path for a user dataset).
-        seeds: one cell per seed.
+        seeds: one cell per seed (the seed also draws the label-budget subset and the protocol's randomness).
+        fractions: label budgets: the stratified share of training labels each cell sees (1.0 = all).
         protocol_options: per-protocol settings, e.g. ``{linear: {C_grid: [0.1, 1.0]}}``.
         dataset_options: per-dataset loader options, e.g. ``{phantom-binary: {n: 500}}``.
         input_size: override every model card's input size (None keeps each card's own).
@@ -34,6 +35,7 @@ class GridSpec:
     datasets: tuple[str, ...] = ("phantom-binary-32",)
     protocols: tuple[str, ...] = ("linear",)
     seeds: tuple[int, ...] = (0,)
+    fractions: tuple[float, ...] = (1.0,)
     protocol_options: dict[str, Any] = field(default_factory=dict)
     dataset_options: dict[str, Any] = field(default_factory=dict)
     input_size: int | None = None
@@ -42,9 +44,13 @@ class GridSpec:
     data_root: str | None = None
 
     def __post_init__(self) -> None:
-        for key in ("models", "datasets", "protocols", "seeds"):
+        for key in ("models", "datasets", "protocols", "seeds", "fractions"):
             if not getattr(self, key):
                 raise ConfigError(f"The {key!r} parameter of GridSpec must be a non-empty list.")
+        bad = [f for f in self.fractions if not 0.0 < f <= 1.0]
+        if bad:
+            raise ConfigError(f"The 'fractions' parameter of GridSpec must hold floats in the range (0, 1]. "
+                              f"Got {bad} instead.")
         if self.batch_size < 1:
             raise ConfigError(f"The 'batch_size' parameter of GridSpec must be an int in the range [1, inf). "
                               f"Got {self.batch_size} instead.")
@@ -63,13 +69,14 @@ def load_spec(path: str | Path | None = None, overrides: tuple[str, ...] | list[
 def expand(spec: GridSpec, *, precision: str) -> list[Cell]:
     """The spec's cells, each keyed by the hash of everything that determines its result."""
     cells = []
-    for model, dataset, protocol, seed in itertools.product(spec.models, spec.datasets, spec.protocols, spec.seeds):
+    grid = itertools.product(spec.models, spec.datasets, spec.protocols, spec.fractions, spec.seeds)
+    for model, dataset, protocol, fraction, seed in grid:
         config = {
-            "model": model, "dataset": dataset, "protocol": protocol, "seed": seed,
+            "model": model, "dataset": dataset, "protocol": protocol, "seed": seed, "fraction": fraction,
             "protocol_options": spec.protocol_options.get(protocol, {}),
             "dataset_options": spec.dataset_options.get(dataset, {}),
             "input_size": spec.input_size, "precision": precision,
         }
         cells.append(Cell(cell_id=config_hash(config), model=model, dataset=dataset, protocol=protocol,
-                          seed=seed, fraction=None, config=config))
+                          seed=seed, fraction=fraction, config=config))
     return cells
