@@ -107,7 +107,8 @@ def extract(model: Annotated[str, typer.Option(help="model name")],
 
 
 @app.command()
-def bench(args: Annotated[list[str] | None, typer.Argument(help="optional SPEC.yaml, then key=value overrides (e.g. seeds=[0,1])", show_default=False)] = None,
+def bench(args: Annotated[list[str] | None, typer.Argument(
+              help="optional SPEC.yaml, then key=value overrides (e.g. seeds=[0,1])", show_default=False)] = None,
           store: Annotated[Path | None, typer.Option(help="results store (default runs/<name>.sqlite)")] = None,
           force: Annotated[bool, typer.Option(help="recompute cells the store already holds")] = False,
           as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False) -> None:
