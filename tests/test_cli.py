@@ -57,3 +57,15 @@ def test_default_bench_end_to_end(tmp_path: Path) -> None:
     out = runner.invoke(app, ["bench", "--store", str(tmp_path / "d.sqlite")])
     assert out.exit_code == 0, out.output
     assert "phantom-organ-32" in out.stdout
+
+
+def test_eval_json_with_budget_and_options() -> None:
+    out = runner.invoke(app, ["eval", "linear", "C_grid=[0.1, 1.0]", "--model", "test-cnn",
+                              "--dataset", "phantom-binary-28", "--fraction", "0.1", "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["n_train"] == 200 and result["config"]["C_grid"] == [0.1, 1.0]
+    assert result["chosen"]["C"] in (0.1, 1.0) and set(result["ci"]) == {"accuracy", "auc"}
+    per_class = runner.invoke(app, ["eval", "linear", "--model", "test-cnn", "--dataset", "phantom-binary-28",
+                                    "--per-class", "5", "--json"])
+    assert json.loads(per_class.stdout.strip().splitlines()[-1])["n_train"] == 10

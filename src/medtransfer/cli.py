@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medtransfer.errors import MedtransferError
+from medtransfer.protocols.base import ClassificationResult
 
 app = typer.Typer(help="Which pretrained model to start from for a medical-imaging task, how much it helps, why.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -131,6 +132,46 @@ def bench(args: Annotated[list[str] | None, typer.Argument(
         console.print(f"[red]failed[/red] {message}")
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _result_table(result: ClassificationResult, title: str) -> Table:
+    table = Table("metric", "value", "95% CI", title=title)
+    for name, value in result.metrics.items():
+        lo, hi = result.ci[name]
+        table.add_row(name, f"{value:.4f}", f"[{lo:.4f}, {hi:.4f}]")
+    return table
+
+
+@app.command("eval")
+def eval_(args: Annotated[list[str], typer.Argument(
+              help="PROTOCOL (linear, ...), then key=value protocol options (e.g. C_grid=[0.1,1])",
+              show_default=False)],
+          model: Annotated[str, typer.Option(help="model name")],
+          dataset: Annotated[str, typer.Option(help="dataset name, or a folder / CSV of your images")],
+          data_root: DataRoot = None,
+          fraction: Annotated[float | None, typer.Option(help="share of training labels, e.g. 0.1")] = None,
+          per_class: Annotated[int | None, typer.Option(help="training labels per class, e.g. 20")] = None,
+          seed: int = 0, batch_size: int = 128,
+          bf16: Annotated[bool, typer.Option(help="bf16 autocast where the hardware is fast at it")] = True,
+          input_size: Annotated[int | None, typer.Option(help="override the model's input size")] = None,
+          as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False) -> None:
+    """Evaluate one model on one dataset with one protocol (features are cached) and print the result."""
+    from medtransfer.config import parse_overrides
+    from medtransfer.runner import GridSpec
+    from medtransfer.runner.local import pair_features, precision_for, run_protocol
+
+    protocol, *overrides = args
+    spec = GridSpec(models=(model,), datasets=(dataset,), protocols=(protocol,), seeds=(seed,), batch_size=batch_size,
+                    bf16=None if bf16 else False, input_size=input_size,
+                    data_root=str(data_root) if data_root else None)
+    feats, card = pair_features(spec, model, dataset, progress=not as_json, precision=precision_for(spec))
+    result = run_protocol(protocol, feats, card, seed=seed, fraction=fraction, per_class=per_class,
+                          options=parse_overrides(overrides))
+    if as_json:
+        print(json.dumps({"model": model, "dataset": dataset} | result.to_dict(), default=float))
+        return
+    console.print(_result_table(result, f"{protocol}: {model} on {dataset} (n_train={result.n_train})"))
+    console.print(f"chosen: {result.chosen}")
 
 
 def main() -> None:

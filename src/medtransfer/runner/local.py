@@ -31,7 +31,8 @@ class RunSummary:
     failed: list[str] = field(default_factory=list)
 
 
-def _precision(spec: GridSpec) -> str:
+def precision_for(spec: GridSpec) -> str:
+    """"bf16" or "fp32": what extraction for `spec` will use on this machine."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     use = bf16_supported(device) if spec.bf16 is None else spec.bf16
     return "bf16" if use else "fp32"
@@ -64,14 +65,23 @@ def result_rows(result: ClassificationResult) -> list[ResultRow]:
                       ci_high=result.ci[name][1], n=result.n_test) for name, value in result.metrics.items()]
 
 
-def _run_cell(cell: Cell, feats: dict[str, FeatureSet], card: mdata.DatasetCard) -> ClassificationResult:
+def run_protocol(protocol: str, feats: dict[str, FeatureSet], card: mdata.DatasetCard, *, seed: int,
+                 fraction: float | None = None, per_class: int | None = None,
+                 options: dict | None = None) -> ClassificationResult:
+    """Run one protocol on one pair's features, with an optional label budget on train (val stays whole)."""
     splits = {name: Features(fs.x, fs.y) for name, fs in feats.items()}
-    if cell.fraction is not None and cell.fraction < 1.0:  # the label budget applies to train; val stays whole
-        splits["train"] = splits["train"].subset(label_subset(splits["train"].y, fraction=cell.fraction,
-                                                              seed=cell.seed))
-    protocol = PROTOCOLS.get(cell.protocol)
-    return protocol(splits, task=card.task, metrics=card.metrics, seed=cell.seed,
-                    options=cell.config["protocol_options"])
+    if per_class is not None or (fraction is not None and fraction < 1.0):
+        keep = label_subset(splits["train"].y, fraction=fraction if per_class is None else None,
+                            per_class=per_class, seed=seed)
+        splits["train"] = splits["train"].subset(keep)
+    # the card's headline metric first: protocols that select hyper-parameters select on the first metric
+    metrics = (card.default_metric, *(m for m in card.metrics if m != card.default_metric))
+    return PROTOCOLS.get(protocol)(splits, task=card.task, metrics=metrics, seed=seed, options=options or {})
+
+
+def _run_cell(cell: Cell, feats: dict[str, FeatureSet], card: mdata.DatasetCard) -> ClassificationResult:
+    return run_protocol(cell.protocol, feats, card, seed=cell.seed, fraction=cell.fraction,
+                        options=cell.config["protocol_options"])
 
 
 def _fail(store: ResultStore, cells: list[Cell], error: BaseException, summary: RunSummary) -> None:
@@ -96,7 +106,7 @@ def run_grid(spec: GridSpec, store: ResultStore, *, force: bool = False, progres
         >>> with ResultStore("runs/default.sqlite") as store:
         ...     summary = run_grid(load_spec(), store)
     """
-    precision = _precision(spec)
+    precision = precision_for(spec)
     cells = expand(spec, precision=precision)
     done = set() if force else store.done_cells()
     summary = RunSummary(total=len(cells), skipped=sum(c.cell_id in done for c in cells))
