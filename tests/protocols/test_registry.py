@@ -15,10 +15,18 @@ def _splits(rng: np.random.Generator) -> dict[str, Features]:
     return {"train": f(60), "val": f(20), "test": f(40)}
 
 
+# few-shot always reports plain accuracy over episodes (PROTOCOLS.md §1.5); the others every requested metric
+OPTIONS = {"fewshot": {"n_way": 2, "n_support": 5, "n_query": 5, "episodes": 20}}
+REPORTS = {"fewshot": {"accuracy"}}
+
+
 @pytest.mark.parametrize("name", PROTOCOLS.names())
 def test_every_protocol_returns_its_result_type(name: str, rng: np.random.Generator) -> None:
-    r = PROTOCOLS.get(name)(_splits(rng), task="binary", metrics=("accuracy", "auc"), seed=0, options={})
-    assert isinstance(r, ClassificationResult) and set(r.metrics) == set(r.ci) == {"accuracy", "auc"}
+    r = PROTOCOLS.get(name)(_splits(rng), task="binary", metrics=("accuracy", "auc"), seed=0,
+                            options=OPTIONS.get(name, {}))
+    assert isinstance(r, ClassificationResult) and r.protocol == name
+    assert set(r.metrics) == set(r.ci) == REPORTS.get(name, {"accuracy", "auc"})
+    assert all(r.ci[m][0] <= v <= r.ci[m][1] for m, v in r.metrics.items())
 
 
 def test_linear_options_are_checked(rng: np.random.Generator) -> None:
@@ -31,3 +39,9 @@ def test_missing_split(rng: np.random.Generator) -> None:
     del splits["test"]
     with pytest.raises(DataError, match=r"Protocol 'linear' needs a 'test' split; got \['train', 'val'\]"):
         PROTOCOLS.get("linear")(splits, task="binary", metrics=("accuracy",), seed=0, options={})
+
+
+def test_fewshot_n_way_defaults_to_the_number_of_classes(rng: np.random.Generator) -> None:
+    r = PROTOCOLS.get("fewshot")(_splits(rng), task="binary", metrics=("accuracy",), seed=0,
+                                 options={"n_support": 5, "n_query": 5, "episodes": 10})
+    assert r.config["n_way"] == 2

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any, Protocol
+
+import numpy as np
 
 from medtransfer.config import from_dict
 from medtransfer.errors import DataError
 from medtransfer.protocols.base import ClassificationResult, Features
+from medtransfer.protocols.fewshot import FewShotConfig, few_shot
+from medtransfer.protocols.knn import KNNConfig, knn
 from medtransfer.protocols.linear import LinearConfig, linear_probe
 from medtransfer.registry import Registry
 
@@ -36,7 +41,20 @@ def _linear(splits: Mapping[str, Features], *, task: str, metrics: tuple[str, ..
                         metrics=metrics, val=splits.get("val"), seed=seed, cfg=cfg)
 
 
-def required_splits(protocol: str) -> tuple[str, ...]:
-    """The splits a protocol reads (val is used when the dataset has one)."""
-    PROTOCOLS.get(protocol)
-    return ("train", "val", "test")
+@PROTOCOLS.register("knn")
+def _knn(splits: Mapping[str, Features], *, task: str, metrics: tuple[str, ...], seed: int,
+         options: Mapping[str, Any]) -> ClassificationResult:
+    cfg = from_dict(KNNConfig, options, where="knn options")
+    return knn(_need(splits, "train", "knn"), _need(splits, "test", "knn"), task=task, metrics=metrics, seed=seed,
+               **dataclasses.asdict(cfg))
+
+
+@PROTOCOLS.register("fewshot")
+def _fewshot(splits: Mapping[str, Features], *, task: str, metrics: tuple[str, ...], seed: int,
+             options: Mapping[str, Any]) -> ClassificationResult:
+    parts = [splits[name] for name in ("train", "val", "test") if name in splits]  # the reference pools all images
+    pool = Features(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]))
+    # n_way defaults to min(5, classes): the reference runs 2-way on binary datasets and 5-way on 5-class ones
+    n_way = {"n_way": min(FewShotConfig.n_way, len(np.unique(pool.y)))}
+    cfg = from_dict(FewShotConfig, n_way | dict(options), where="fewshot options")
+    return few_shot(pool, seed=seed, **dataclasses.asdict(cfg))  # always plain accuracy (PROTOCOLS.md §1.5)

@@ -1,0 +1,285 @@
+"""k-nearest-neighbour classification of frozen features: temperature-weighted cosine kNN, or majority vote.
+
+Two variants, chosen by `metric` and `weighting`:
+
+- ``metric="cosine", weighting="temperature"`` (the default, k=20, T=0.07): the kNN monitor of the SSL
+  literature (Wu et al., InstDisc, CVPR 2018; lightly ``lightly/utils/benchmarking/knn.py:knn_predict``).
+  Features are L2-normalised; neighbour j of a test sample gets weight exp(cos_j / T); a class scores the sum
+  of its neighbours' weights, and the scores are normalised to probabilities.
+- ``metric="euclidean", weighting="majority"`` (k=11 in MedMNIST+, Doerrich et al. 2025): every neighbour
+  has one vote; probabilities are vote fractions. Predictions and probabilities equal scikit-learn's
+  ``KNeighborsClassifier(n_neighbors=k, algorithm="brute", metric="euclidean")`` exactly, ties included
+  (see `_sklearn_heap_neighbours`; among class-vote ties the smallest label wins, as scikit-learn's mode).
+
+One caveat on "exactly": which of several train rows tied at the k-th distance scikit-learn keeps depends on
+its OpenMP thread count once N_train > 256 (``ArgKmin`` then splits the train rows over threads and merges
+their heaps). We replay its single-thread order, so our neighbours do not change with the machine; they equal
+scikit-learn's under ``threadpoolctl.threadpool_limits(1, "openmp")``, for N_train <= 256, and whenever it
+parallelises over test rows (N_test > N_train or N_test > 1024 * threads).
+
+Multi-label targets (y (N, C) 0/1) get per-label (weighted) vote fractions, thresholded at 0.5 by the metrics.
+Distances are computed in chunks of `chunk_size` test rows, so at most a (chunk_size, N_train) matrix exists
+(float32 for cosine; float64 for Euclidean, whose train bank is also held as a float64 copy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from medtransfer.errors import ConfigError, DataError
+from medtransfer.protocols.base import ClassificationResult, Features, default_metrics, infer_task
+from medtransfer.protocols.metrics import evaluate
+from medtransfer.registry import did_you_mean
+
+METRICS = ("cosine", "euclidean")
+WEIGHTINGS = ("temperature", "majority")
+_HEAP_BLOCK = 1024  # train rows per vectorised filter step of the heap replay
+
+
+@dataclass(frozen=True)
+class KNNConfig:
+    """kNN settings, as the registry reads them from a config file (the keyword arguments of `knn`).
+
+    Attributes:
+        k: neighbours. 20 with temperature weighting (InstDisc, lightly); MedMNIST+ uses k=11 with majority.
+        metric: ``cosine`` (on L2-normalised features) or ``euclidean``.
+        weighting: ``temperature`` (weights exp(cos / T)) or ``majority`` (one vote per neighbour).
+        temperature: T of the temperature weighting; 0.07 as in InstDisc / MoCo / lightly.
+        n_boot: bootstrap resamples for the test-set confidence intervals.
+        chunk_size: test rows per distance matrix; bounds memory at chunk_size * N_train floats.
+    """
+
+    k: int = 20
+    metric: str = "cosine"
+    weighting: str = "temperature"
+    temperature: float = 0.07
+    n_boot: int = 1000
+    chunk_size: int = 4096
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None, note: str = "") -> None:
+    bad = isinstance(value, bool) or not isinstance(value, (int, np.integer))
+    if bad or value < low or (high is not None and value > high):  # type: ignore[operator]
+        raise ConfigError(f"The {name!r} parameter of knn must be an int in the range "
+                          f"[{low}, {'inf)' if high is None else 'n_train]'}. Got {value!r} instead.{note}")
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        hint = did_you_mean(value, list(choices)) if isinstance(value, str) else ""
+        raise ConfigError(f"The {name!r} parameter of knn must be one of {list(choices)}. "
+                          f"Got {value!r} instead.{hint}")
+
+
+def _check_args(k: int, metric: str, weighting: str, temperature: float, chunk_size: int, n_train: int) -> None:
+    _check_choice("metric", metric, METRICS)
+    _check_choice("weighting", weighting, WEIGHTINGS)
+    _check_int("k", k, 1, n_train, f" The train split has n_train = {n_train} samples.")
+    _check_int("chunk_size", chunk_size, 1)
+    if weighting == "temperature":
+        if metric != "cosine":
+            raise ConfigError(f"weighting='temperature' weights neighbours by exp(cosine similarity / T) and "
+                              f"needs metric='cosine'. Got metric={metric!r}; use weighting='majority' with "
+                              "metric='euclidean'.")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise ConfigError(f"The 'temperature' parameter of knn must be a float in the range (0, inf). "
+                              f"Got {temperature!r} instead.")
+
+
+def _targets(y: np.ndarray, n_classes: int | None) -> np.ndarray:
+    """(N, C) float32 vote targets: one-hot rows for labels (N,), the 0/1 rows themselves for multi-label."""
+    y = np.asarray(y)
+    if y.ndim == 2:
+        return y.astype(np.float32)
+    if y.size and (not np.array_equal(y, np.round(y)) or y.min() < 0):
+        raise DataError("knn needs integer class labels 0, 1, ... in train.y. Got negative or fractional labels.")
+    labels = y.astype(np.int64)
+    n_classes = max(n_classes or 0, int(labels.max()) + 1 if labels.size else 0)
+    return np.eye(n_classes, dtype=np.float32)[labels]
+
+
+# ---------------------------------------------------------------- neighbours
+
+
+def _cosine_topk(bank: torch.Tensor, query: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k cosine similarities (n, k) and train indices (n, k); `bank` (N, D) is already L2-normalised."""
+    sim = torch.nn.functional.normalize(query, dim=1) @ bank.T  # (n, N)
+    return sim.topk(k, dim=1)
+
+
+def _heap_push(values: list[float], indices: list[int], val: float, idx: int) -> None:
+    """One push onto scikit-learn's fixed-size max-heap, line by line as ``sklearn/utils/_heap.pyx``."""
+    size, current = len(values), 0
+    while True:
+        left = 2 * current + 1
+        right = left + 1
+        if left >= size:
+            break
+        if right >= size:
+            swap = left if values[left] > val else -1
+        elif values[left] >= values[right]:
+            swap = left if val < values[left] else -1
+        else:
+            swap = right if val < values[right] else -1
+        if swap < 0:
+            break
+        values[current], indices[current] = values[swap], indices[swap]
+        current = swap
+    values[current], indices[current] = val, idx
+
+
+def _sklearn_heap_neighbours(dist: np.ndarray, k: int) -> np.ndarray:
+    """The k train indices scikit-learn keeps for one test row with squared distances `dist` (N,).
+
+    scikit-learn's ``ArgKmin`` pushes the train rows in index order onto a max-heap of size k that rejects a
+    value ``>=`` its root, so which of several rows tied at the k-th distance survive depends on the heap's
+    layout: it is replayed here. Only rows closer than the current root can enter; a vectorised filter finds
+    them (the root never grows, so the filter keeps a superset).
+    """
+    values, indices = [float(np.finfo(np.float64).max)] * k, [-1] * k  # scikit-learn starts from DBL_MAX
+    for start in range(0, len(dist), _HEAP_BLOCK):
+        for j in np.flatnonzero(dist[start:start + _HEAP_BLOCK] < values[0]) + start:
+            if dist[j] < values[0]:
+                _heap_push(values, indices, float(dist[j]), int(j))
+    return np.array(indices, dtype=np.int64)
+
+
+def _euclidean_topk(bank: torch.Tensor, bank_sq: torch.Tensor, query: np.ndarray, k: int) -> torch.Tensor:
+    """Train indices (n, k) of the k nearest rows, chosen among distance ties as scikit-learn does.
+
+    The squared distances are scikit-learn's ``EuclideanArgKmin`` values, max(0, (|x|^2 - 2 x.y) + |y|^2) in
+    float64; rows with a tie at the k-th distance are settled by `_sklearn_heap_neighbours`.
+    """
+    if k == len(bank):  # every train row is a neighbour: no choice to make
+        return torch.arange(k).expand(len(query), k)
+    q = torch.tensor(query, dtype=torch.float64)  # (n, D)
+    dist = ((q * q).sum(1)[:, None] - 2 * q @ bank.T + bank_sq[None]).clamp_(min=0)  # (n, N)
+    near, idx = dist.topk(k + 1, dim=1, largest=False)  # (n, k + 1), ascending
+    idx = idx[:, :k].clone()
+    for row in torch.nonzero(near[:, k] == near[:, k - 1]).flatten().tolist():
+        idx[row] = torch.from_numpy(_sklearn_heap_neighbours(dist[row].numpy(), k))
+    return idx
+
+
+# ---------------------------------------------------------------- votes
+
+
+def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """`a` as a tensor, sharing memory where numpy allows it (read-only arrays, e.g. memory maps, are copied)."""
+    return (torch.from_numpy(a) if a.flags.writeable else torch.tensor(a)).to(dtype)
+
+
+Search = Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def _searcher(train_x: np.ndarray, k: int, metric: str) -> Search:
+    """A function from query rows (n, D) to neighbour indices (n, k) and similarities (n, k) (cosine only)."""
+    if metric == "cosine":
+        bank = torch.nn.functional.normalize(_tensor(np.ascontiguousarray(train_x), torch.float32), dim=1)
+
+        def cosine(query: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+            sim, idx = _cosine_topk(bank, torch.tensor(query, dtype=torch.float32), k)  # (n, k), (n, k)
+            return idx, sim
+
+        return cosine
+    bank64 = _tensor(np.ascontiguousarray(train_x), torch.float64)  # (N, D)
+    bank_sq = (bank64 * bank64).sum(1)  # (N,)
+    return lambda query: (_euclidean_topk(bank64, bank_sq, query, k), None)
+
+
+def knn_proba(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *, n_classes: int | None = None,
+              k: int = 20, metric: str = "cosine", weighting: str = "temperature", temperature: float = 0.07,
+              chunk_size: int = 4096) -> np.ndarray:
+    """Class (or per-label) vote probabilities of the test rows: (N_test, C).
+
+    Args:
+        train_x: (N_train, D) float32 or float64 features of the labelled bank.
+        train_y: (N_train,) integer labels, or (N_train, C) 0/1 multi-label targets.
+        test_x: (N_test, D) features to classify.
+        n_classes: output columns for integer labels (at least max(train_y) + 1 are used).
+        k: neighbours; metric, weighting, temperature, chunk_size: as in `knn`.
+
+    Returns:
+        Weighted vote fractions: rows sum to 1 for integer labels; per-label fractions in [0, 1] for multi-label.
+    """
+    _check_args(k, metric, weighting, temperature, chunk_size, len(train_x))
+    targets = torch.from_numpy(_targets(train_y, n_classes))  # (N, C)
+    search = _searcher(np.asarray(train_x), k, metric)
+    test_x = np.asarray(test_x)
+    out = [np.zeros((0, targets.shape[1]), np.float32)]
+    for start in range(0, len(test_x), chunk_size):
+        idx, sim = search(test_x[start:start + chunk_size])  # (n, k), (n, k) or None
+        out.append(_vote(targets, idx, sim if weighting == "temperature" else None, temperature))
+    return np.concatenate(out)
+
+
+def _vote(targets: torch.Tensor, idx: torch.Tensor, sim: torch.Tensor | None, temperature: float) -> np.ndarray:
+    """Weighted vote fractions (n, C) of the neighbours `idx` (n, k); uniform weights when `sim` is None."""
+    if sim is None:
+        weight = torch.ones(idx.shape, dtype=torch.float32)  # (n, k)
+    else:
+        # exp((s - max s) / T): the max shift cancels in the normalisation and keeps exp(1 / T) from overflowing
+        weight = ((sim - sim[:, :1]) / temperature).exp()  # (n, k), sim is sorted descending
+    scores = (targets[idx] * weight[..., None]).sum(1)  # (n, C)
+    return (scores / weight.sum(1, keepdim=True)).numpy()
+
+
+def _single_label(y: np.ndarray, task: str) -> np.ndarray:
+    y = np.asarray(y)
+    return y[:, 0] if task != "multi-label" and y.ndim == 2 and y.shape[1] == 1 else y  # medmnist (N, 1)
+
+
+def _n_classes(task: str, test_y: np.ndarray) -> int | None:
+    """Score columns for integer labels: 2 for binary, else enough for every test label (train adds its own)."""
+    if task == "binary":
+        return 2
+    return int(test_y.max()) + 1 if test_y.ndim == 1 and test_y.size else None
+
+
+def knn(train: Features, test: Features, *, k: int = 20, metric: str = "cosine", weighting: str = "temperature",
+        temperature: float = 0.07, task: str | None = None, metrics: tuple[str, ...] | None = None,
+        n_boot: int = 1000, seed: int = 0, chunk_size: int = 4096) -> ClassificationResult:
+    """Classify `test` by its k nearest `train` features; score the vote probabilities.
+
+    Args:
+        train: the labelled bank, y (N,) integer labels or (N, C) 0/1 multi-label targets.
+        test: the features to classify and their labels.
+        k: neighbours, in [1, n_train].
+        metric: ``cosine`` or ``euclidean``.
+        weighting: ``temperature`` (cosine only: weights exp(cos / T)) or ``majority`` (one vote each).
+        temperature: T of the temperature weighting.
+        task: the dataset card's task; None infers it from train.y.
+        metrics: metrics with bootstrap 95% CIs (None: accuracy and AUC [, QW-kappa]); AUC uses the vote
+            probabilities.
+        n_boot: bootstrap resamples; seed: their seed.
+        chunk_size: test rows per distance matrix.
+
+    Examples:
+        >>> x = np.array([[0.0], [1.0], [10.0], [11.0]])
+        >>> y = np.array([0, 0, 1, 1])
+        >>> r = knn(Features(x, y), Features(x, y), k=1, metric="euclidean", weighting="majority", n_boot=0)
+        >>> r.metrics["accuracy"]
+        1.0
+    """
+    task = task or infer_task(train.y)
+    metrics = metrics or default_metrics(task)
+    train_y, test_y = _single_label(train.y, task), _single_label(test.y, task)
+    proba = knn_proba(train.x, train_y, test.x, n_classes=_n_classes(task, test_y), k=k, metric=metric,
+                      weighting=weighting, temperature=temperature, chunk_size=chunk_size)
+    scores = evaluate(task, test_y, proba, metrics, n_boot=n_boot, seed=seed)
+    return ClassificationResult(
+        protocol="knn", metrics={name: v[0] for name, v in scores.items()},
+        ci={name: (v[1], v[2]) for name, v in scores.items()},
+        chosen={"k": k, "metric": metric, "weighting": weighting,
+                "temperature": temperature if weighting == "temperature" else None},
+        n_train=train.n, n_test=test.n, seed=seed,
+        config={"k": k, "metric": metric, "weighting": weighting, "temperature": temperature,
+                "n_boot": n_boot, "chunk_size": chunk_size},
+    )
