@@ -68,9 +68,31 @@ class TinyCNN(nn.Module):
         return self.body(x)  # (B, 16)
 
 
+class SmallCNN(nn.Module):
+    """Three VGG-style blocks (16-32-64 channels) with global max pooling: 64-d features.
+
+    A light from-scratch baseline for small images. Max pooling keeps a small, local finding (a lesion a few
+    pixels wide) from being averaged away over the whole image.
+    """
+
+    def __init__(self, in_chans: int = 3, widths: tuple[int, ...] = (16, 32, 64)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip((in_chans, *widths[:-1]), widths, strict=True):
+            for conv_in in (c_in, c_out):
+                layers += [nn.Conv2d(conv_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                           nn.ReLU(inplace=True)]
+            layers.append(nn.MaxPool2d(2))
+        self.body = nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)  # (B, 64)
+
+
 ARCHS.add("resnet18", lambda c: _resnet(18, c, small=False))
 ARCHS.add("resnet50", lambda c: _resnet(50, c, small=False))
 ARCHS.add("resnet18-small", lambda c: _resnet(18, c, small=True))
 ARCHS.add("resnet50-small", lambda c: _resnet(50, c, small=True))
 ARCHS.add("densenet121", DenseNetBackbone)
+ARCHS.add("small-cnn", SmallCNN)
 ARCHS.add("test-cnn", TinyCNN)

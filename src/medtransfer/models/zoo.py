@@ -20,6 +20,9 @@ for _card in (
     ModelCard("resnet50-small", "resnet50-small", 2048, input=_SMALL,
               paper="MedMNIST v2, Yang et al., Sci. Data 2023",
               description="ResNet-50 with the MedMNIST 28 px stem; random initialisation."),
+    ModelCard("small-cnn", "small-cnn", 64, input=_SMALL,
+              description="Three VGG-style conv blocks (16-32-64) with global max pooling, 64-d; a light "
+                          "from-scratch baseline for small images. Random initialisation."),
     ModelCard("test-cnn", "test-cnn", 16, input=InputContract(input_size=None, mean=(0.5,) * 3, std=(0.5,) * 3),
               description="A 2-layer CNN with 16-d features, for tests."),
 ):
