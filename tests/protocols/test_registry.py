@@ -30,7 +30,7 @@ def test_every_protocol_returns_its_result_type(name: str, rng: np.random.Genera
 
 
 def test_linear_options_are_checked(rng: np.random.Generator) -> None:
-    with pytest.raises(UnknownNameError, match="Unknown key 'Cgrid' in linear options. Did you mean 'C_grid'"):
+    with pytest.raises(UnknownNameError, match="Did you mean 'C_grid'"):
         PROTOCOLS.get("linear")(_splits(rng), task="binary", metrics=("accuracy",), seed=0, options={"Cgrid": [1]})
 
 
@@ -45,3 +45,9 @@ def test_fewshot_n_way_defaults_to_the_number_of_classes(rng: np.random.Generato
     r = PROTOCOLS.get("fewshot")(_splits(rng), task="binary", metrics=("accuracy",), seed=0,
                                  options={"n_support": 5, "n_query": 5, "episodes": 10})
     assert r.config["n_way"] == 2
+
+
+def test_linear_preset_through_options(rng: np.random.Generator) -> None:
+    r = PROTOCOLS.get("linear")(_splits(rng), task="binary", metrics=("accuracy",), seed=0,
+                                options={"preset": "anton2022", "n_boot": 50})
+    assert r.config["preset"] == "anton2022" and len(r.grid) == 45

@@ -35,7 +35,7 @@ def test_overrides_and_errors(tmp_path: Path) -> None:
 
 
 def test_fractions_multiply_cells_and_are_checked() -> None:
-    spec = load_spec(None, ["models=[a]", "datasets=[x]", "fractions=[0.1, 1.0]"])
+    spec = load_spec(None, ["models=[a]", "datasets=[x]", "protocols=[linear]", "fractions=[0.1, 1.0]"])
     assert sorted(c.fraction for c in expand(spec, precision="fp32")) == [0.1, 1.0]
     with pytest.raises(ConfigError, match=r"'fractions' parameter of GridSpec must hold floats in the range \(0, 1\]"):
         load_spec(None, ["fractions=[0]"])

@@ -1,66 +1,151 @@
-"""Linear probe on frozen features: logistic regression, C chosen on validation data only."""
+"""Linear probe on frozen features: L2 logistic regression over a grid of C, C chosen on validation data only.
+
+Two presets (docs: PROTOCOLS.md §1.6):
+
+- ``"default"``: z-scored features, a half-decade C grid, C chosen on the dataset's val split (else a seeded
+  20% hold-out of train) by the first metric.
+- ``"anton2022"``: the probe of Anton et al. (jonahanton/SSL_medicalimaging ``linear.py``): raw features,
+  C = 1 / wd for wd = ``torch.logspace(-6, 5, 45)`` tried from C = 1e6 down, a 20% hold-out of train drawn as
+  the reference draws it (even when the dataset has a val split), the first C with the highest validation
+  score (their strict ``>``), a refit on all of train, and binary tasks fitted as a 2-class softmax.
+
+Both solve the whole grid at once (`_logreg.fit_logreg`) to a tight tolerance. The reference instead runs
+scikit-learn's L-BFGS for at most 100 iterations per C, warm-started along the grid, which on raw features
+stops far from the optimum at large C: its numbers are those of that early stopping. ``solver="sklearn"``
+replays the reference loop itself (scikit-learn defaults, warm starts, refit started from the last C) for
+anyone who needs its exact numbers.
+"""
 
 from __future__ import annotations
 
-import copy
+import dataclasses
+import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
+import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 
-from medtransfer.config import to_dict
-from medtransfer.errors import ConfigError
+from medtransfer.config import from_dict, to_dict
+from medtransfer.errors import ConfigError, DataError, UnknownNameError
+from medtransfer.protocols._logreg import LogRegFit, fit_logreg
 from medtransfer.protocols.base import ClassificationResult, Features, default_metrics, infer_task
 from medtransfer.protocols.metrics import evaluate, metric_value
+from medtransfer.registry import did_you_mean
+
+# C = 1 / wd with the reference's float32 wd grid, so every C equals the reference's bit for bit.
+ANTON2022_C_GRID: tuple[float, ...] = tuple(1.0 / float(wd) for wd in torch.logspace(-6, 5, 45))
 
 
 @dataclass(frozen=True)
 class LinearConfig:
-    """Linear-probe settings.
+    """Linear-probe settings; the presets in `PRESETS` are instances of it.
 
     Attributes:
-        C_grid: inverse regularisation strengths tried, weakest regularisation last (searched warm-started).
-        standardize: z-score features with train statistics first; makes one C grid fit every backbone,
-            whose feature scales differ by orders of magnitude.
-        val_fraction: share of train held out for choosing C when the dataset has no validation split.
-        max_iter: L-BFGS iterations per C. 100 is scikit-learn's default (the reference studies' setting);
-            each C starts from the previous C's solution, so later fits need few iterations.
+        C_grid: inverse regularisation strengths (scikit-learn's ``C``), tried in this order; on equal
+            validation scores the first wins.
+        standardize: z-score features with the statistics of the data the model is fitted on; makes one C
+            grid fit every backbone, whose feature scales differ by orders of magnitude.
+        val_source: ``"val"`` chooses C on the dataset's val split when one is given (else on a hold-out of
+            train); ``"train"`` always holds out ``val_fraction`` of train, as the reference does.
+        val_fraction: share of train held out for choosing C; the model is then refitted on all of train.
+        legacy_split: draw the hold-out as the reference (``np.random.seed(seed)``, shuffle, the first
+            floor(fraction·N) rows) instead of with ``np.random.default_rng(seed)``.
+        binary_softmax: fit binary tasks as a 2-class softmax (scikit-learn's ``multi_class="multinomial"``
+            in the reference). Its optimum is the one-logit model at 2C, which is what is solved.
+        solver: ``"fast"`` (all C at once, converged to `tol`) or ``"sklearn"`` (the reference loop: one
+            warm-started ``LogisticRegression`` fit per C with scikit-learn's defaults, tol 1e-4 and 100
+            iterations; `tol` and `max_iter` do not apply).
+        tol: the fast solver stops a C once the largest gradient entry of the mean log-loss objective is at
+            most this. 1e-8, not scikit-learn's 1e-4: at large C the objective is so flat that 1e-6 still
+            leaves validation predictions that differ from the optimum's.
+        max_iter: the fast solver's iteration budget (L-BFGS, then Newton for the few C still running).
+        n_threads: torch threads of the fast solver (None: torch's setting). One: its iterations are many
+            small operations, and where cores are busy (grid cells running side by side) each thread
+            synchronisation waits for a descheduled thread; two threads ran 15-30x slower than one on a
+            shared 2-core machine.
         n_boot: bootstrap resamples for the test-set confidence intervals.
     """
 
-    C_grid: tuple[float, ...] = tuple(float(c) for c in np.logspace(-4, 2, 7))
+    C_grid: tuple[float, ...] = tuple(float(c) for c in np.logspace(-4, 2, 13))
     standardize: bool = True
+    val_source: Literal["val", "train"] = "val"
     val_fraction: float = 0.2
-    max_iter: int = 100
+    legacy_split: bool = False
+    binary_softmax: bool = False
+    solver: Literal["fast", "sklearn"] = "fast"
+    tol: float = 1e-8
+    max_iter: int = 1000
+    n_threads: int | None = 1
     n_boot: int = 1000
 
     def __post_init__(self) -> None:
-        if not self.C_grid or any(c <= 0 for c in self.C_grid):
+        if not self.C_grid or any(not c > 0 for c in self.C_grid):
             raise ConfigError(f"The 'C_grid' parameter of LinearConfig must be a non-empty list of positive floats. "
                               f"Got {list(self.C_grid)} instead.")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"The 'val_fraction' parameter of LinearConfig must be a float in the range (0, 1). "
-                              f"Got {self.val_fraction!r} instead.")
+        _check_range("val_fraction", self.val_fraction, 0.0 < self.val_fraction < 1.0, "a float in the range (0, 1)")
+        _check_range("tol", self.tol, self.tol > 0, "a float in the range (0, inf)")
+        _check_range("max_iter", self.max_iter, self.max_iter >= 1, "an int in the range [1, inf)")
+        _check_range("n_boot", self.n_boot, self.n_boot >= 0, "an int in the range [0, inf)")
+        threads_ok = self.n_threads is None or self.n_threads >= 1
+        _check_range("n_threads", self.n_threads, threads_ok, "None or an int in the range [1, inf)")
+        for name, allowed in (("val_source", ("val", "train")), ("solver", ("fast", "sklearn"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"The {name!r} parameter of LinearConfig must be one of {list(allowed)}. "
+                                  f"Got {getattr(self, name)!r} instead.")
 
 
-def _classifier(task: str, max_iter: int) -> LogisticRegression | OneVsRestClassifier:
-    lr = LogisticRegression(max_iter=max_iter, warm_start=True)
-    return OneVsRestClassifier(lr) if task == "multi-label" else lr
+def _check_range(name: str, value: Any, ok: bool, what: str) -> None:
+    if not ok:
+        raise ConfigError(f"The {name!r} parameter of LinearConfig must be {what}. Got {value!r} instead.")
 
 
-def _proba(clf: LogisticRegression | OneVsRestClassifier, x: np.ndarray) -> np.ndarray:
-    return clf.predict_proba(x)  # (N, C): class probabilities, or per-label probabilities for multi-label
+PRESETS: dict[str, LinearConfig] = {
+    "default": LinearConfig(),
+    "anton2022": LinearConfig(C_grid=ANTON2022_C_GRID, standardize=False, val_source="train", legacy_split=True,
+                              binary_softmax=True),
+}
 
 
-def split_validation(train: Features, fraction: float, seed: int) -> tuple[Features, Features]:
-    """A seeded random hold-out of `fraction` of train (used only when the dataset has no val split)."""
-    order = np.random.default_rng(seed).permutation(train.n)
-    n_val = max(1, int(round(fraction * train.n)))
+def resolve_config(preset: str = "default", cfg: LinearConfig | None = None, **overrides: Any) -> LinearConfig:
+    """The preset's config (or `cfg`) with `overrides` (LinearConfig fields) applied and validated.
+
+    Raises:
+        UnknownNameError: for an unknown preset or override key, with the closest names.
+        ConfigError: for both a non-default preset and `cfg`, or an override of the wrong type or range.
+    """
+    if preset not in PRESETS:
+        raise UnknownNameError(f"Unknown linear-probe preset {preset!r}.{did_you_mean(preset, list(PRESETS))} "
+                               f"Allowed presets: {', '.join(PRESETS)}.")
+    if cfg is not None and preset != "default":
+        raise ConfigError(f"Pass either preset={preset!r} or cfg=, not both: cfg replaces the preset. Use "
+                          f"linear_probe(..., preset={preset!r}, **overrides) to change a preset.")
+    base = cfg if cfg is not None else PRESETS[preset]
+    if not overrides:
+        return base
+    return from_dict(LinearConfig, {**dataclasses.asdict(base), **overrides}, where=f"linear-probe preset {preset!r}")
+
+
+def split_validation(train: Features, fraction: float, seed: int, *, legacy: bool = False) -> tuple[Features, Features]:
+    """A seeded random hold-out of `fraction` of train: (the rest, the hold-out).
+
+    Args:
+        legacy: the reference's draw (jonahanton/SSL_medicalimaging ``linear.py``): ``np.random.seed(seed)``,
+            shuffle ``range(N)``, hold out the first floor(fraction·N) indices.
+    """
+    if legacy:
+        order = np.arange(train.n)
+        np.random.RandomState(seed).shuffle(order)  # the same permutation as np.random.seed + np.random.shuffle
+        n_val = max(1, int(np.floor(fraction * train.n)))
+    else:
+        order = np.random.default_rng(seed).permutation(train.n)
+        n_val = max(1, int(round(fraction * train.n)))
     return train.subset(np.sort(order[n_val:])), train.subset(np.sort(order[:n_val]))
 
 
@@ -69,11 +154,96 @@ def _scaler(x_fit: np.ndarray, enabled: bool) -> Callable[[np.ndarray], np.ndarr
     if not enabled:
         return lambda x: np.asarray(x, dtype=np.float64)
     scaler = StandardScaler().fit(x_fit)
-    return lambda x: scaler.transform(x)
+    return lambda x: scaler.transform(np.asarray(x, dtype=np.float64))
 
 
-def _fit(clf: LogisticRegression | OneVsRestClassifier, C: float, x: np.ndarray,
-         y: np.ndarray) -> LogisticRegression | OneVsRestClassifier:
+def _labels(task: str, y: np.ndarray) -> np.ndarray:
+    """(N,) int classes ((N, 1) medmnist labels are flattened) or (N, L) 0/1 multi-label targets."""
+    y = np.asarray(y)
+    if task == "multi-label":
+        return y.astype(np.int64)
+    y = y.reshape(len(y), -1)[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
+    if y.ndim != 1:
+        raise DataError(f"A {task} task needs labels of shape (N,) or (N, 1). Got {y.shape}.")
+    return y.astype(np.int64)
+
+
+def _check_classes(task: str, y: np.ndarray) -> None:
+    if task != "multi-label" and len(np.unique(y)) < 2:
+        raise DataError(f"The linear probe needs at least two classes to fit; the {len(y)} training samples all "
+                        f"have class {int(y[0])}. Use a larger train split or a smaller val_fraction.")
+
+
+def _scores(task: str, proba: np.ndarray) -> np.ndarray:
+    """Probabilities in the layout `metrics` expects: binary one-logit (N, 1) becomes (N, 2)."""
+    return np.concatenate([1 - proba, proba], axis=1) if task == "binary" and proba.shape[1] == 1 else proba
+
+
+@dataclass(frozen=True)
+class _Data:
+    """The arrays one probe run uses, scaled and labelled; `refit` is None when C was chosen on a val split."""
+
+    task: str
+    fit_x: np.ndarray
+    fit_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    test_x: np.ndarray
+    refit: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # (train x, train y, test x) scaled by train
+
+
+def _prepare(task: str, train: Features, test: Features, val: Features | None, cfg: LinearConfig,
+             seed: int) -> _Data:
+    """Choose the validation data (never test), scale every split with the statistics of the fitted data."""
+    held_out = val is None or cfg.val_source == "train"
+    fit_on, val = split_validation(train, cfg.val_fraction, seed, legacy=cfg.legacy_split) if held_out else (train, val)
+    assert val is not None, "a validation split was chosen above"
+    scale = _scaler(fit_on.x, cfg.standardize)
+    fit_y = _labels(task, fit_on.y)
+    _check_classes(task, fit_y)
+    refit = None
+    if held_out:  # C is chosen on a hold-out of train: the final model is refitted on all of train
+        scale_all = _scaler(train.x, cfg.standardize)
+        refit = (scale_all(train.x), _labels(task, train.y), scale_all(test.x))
+    return _Data(task, scale(fit_on.x), fit_y, scale(val.x), _labels(task, val.y), scale(test.x), refit)
+
+
+def _loss(task: str, cfg: LinearConfig) -> tuple[Literal["softmax", "sigmoid"], float]:
+    """The loss solved and the factor on C (2 for a binary 2-class softmax solved as one logit)."""
+    if task in ("multi-class", "ordinal"):
+        return "softmax", 1.0
+    return "sigmoid", 2.0 if task == "binary" and cfg.binary_softmax else 1.0
+
+
+def _fast(d: _Data, cfg: LinearConfig) -> tuple[list[np.ndarray], list[bool], Callable[[int], np.ndarray]]:
+    """Validation probabilities and convergence of every C, and test probabilities for a chosen C index."""
+    loss, factor = _loss(d.task, cfg)
+    k = int(max(d.fit_y.max(), d.val_y.max())) + 1 if loss == "softmax" else None
+    cs = [factor * c for c in cfg.C_grid]
+    solve = functools.partial(fit_logreg, loss=loss, n_classes=k, tol=cfg.tol, max_iter=cfg.max_iter,
+                              n_threads=cfg.n_threads)
+    path = solve(d.fit_x, d.fit_y, cs)
+    val_proba = [_scores(d.task, p) for p in path.predict_proba(d.val_x, n_threads=cfg.n_threads)]  # (N_val, K)
+    converged = [bool(c.all()) for c in path.converged]
+
+    def test_proba(i: int) -> np.ndarray:
+        if d.refit is None:
+            return _scores(d.task, path.predict_proba(d.test_x, n_threads=cfg.n_threads)[i])
+        x, y, x_test = d.refit
+        init = _take(path, i) if not cfg.standardize else None  # same coordinates: start from the hold-out fit
+        final = solve(x, y, [cs[i]], init=init)
+        return _scores(d.task, final.predict_proba(x_test, n_threads=cfg.n_threads)[0])
+
+    return val_proba, converged, test_proba
+
+
+def _take(fit: LogRegFit, i: int) -> LogRegFit:
+    return dataclasses.replace(fit, coef=fit.coef[i:i + 1], intercept=fit.intercept[i:i + 1],
+                               n_iter=fit.n_iter[i:i + 1], converged=fit.converged[i:i + 1])
+
+
+def _sklearn_fit(clf: LogisticRegression | OneVsRestClassifier, C: float, x: np.ndarray,
+                 y: np.ndarray) -> LogisticRegression | OneVsRestClassifier:
     """Refit `clf` at `C`, warm-started from its current solution (multi-label refits each label afresh)."""
     clf.set_params(**({"estimator__C": C} if isinstance(clf, OneVsRestClassifier) else {"C": C}))
     with warnings.catch_warnings():
@@ -81,38 +251,63 @@ def _fit(clf: LogisticRegression | OneVsRestClassifier, C: float, x: np.ndarray,
         return clf.fit(x, y)
 
 
-def linear_probe(train: Features, test: Features, *, task: str | None = None,
-                 metrics: tuple[str, ...] | None = None, select: str | None = None, val: Features | None = None, seed: int = 0,
-                 cfg: LinearConfig | None = None) -> ClassificationResult:
-    """Fit logistic regression on `train`, pick C on `val` (or a seeded hold-out of train), score `test`.
+def _sklearn(d: _Data, cfg: LinearConfig) -> tuple[list[np.ndarray], list[bool], Callable[[int], np.ndarray]]:
+    """The reference loop: one warm-started fit per C in grid order, then a refit warm-started from the last."""
+    _, factor = _loss(d.task, cfg)
+    lr = LogisticRegression(warm_start=True)
+    clf = OneVsRestClassifier(lr) if d.task == "multi-label" else lr
+    val_proba, converged = [], []
+    for C in cfg.C_grid:
+        _sklearn_fit(clf, factor * C, d.fit_x, d.fit_y)
+        val_proba.append(clf.predict_proba(d.val_x))
+        estimators = clf.estimators_ if isinstance(clf, OneVsRestClassifier) else [clf]
+        converged.append(all(int(e.n_iter_.max()) < e.max_iter for e in estimators))
 
-    The final classifier is refit on all of `train` with the chosen C; test data never reaches the choice.
+    def test_proba(i: int) -> np.ndarray:
+        x, y, x_test = d.refit if d.refit is not None else (d.fit_x, d.fit_y, d.test_x)
+        return _sklearn_fit(clf, factor * cfg.C_grid[i], x, y).predict_proba(x_test)
+
+    return val_proba, converged, test_proba
+
+
+def linear_probe(train: Features, test: Features, *, preset: str = "default", val: Features | None = None,
+                 task: str | None = None, metrics: Sequence[str] | None = None, select: str | None = None,
+                 seed: int = 0, cfg: LinearConfig | None = None, **overrides: Any) -> ClassificationResult:
+    """Fit logistic regression on `train` for every C, pick C on validation data, score `test`.
+
+    Test data never reaches the choice of C. With a hold-out of train, the final model is refitted on all of
+    train with the chosen C.
 
     Args:
+        preset: ``"default"`` or ``"anton2022"`` (see `PRESETS` and the module docstring).
+        val: the dataset's val split; used to choose C unless the config's ``val_source`` is ``"train"``.
         task: the dataset card's task (binary, multi-class, multi-label, ordinal); None infers it from train.y.
-        metrics: metrics to report with bootstrap 95% CIs (None: accuracy, AUC [, QW-kappa]); `select`
-            (default: the first) chooses C.
+        metrics: metrics reported with bootstrap 95% CIs (None: accuracy, AUC [, QW-kappa]).
+        select: the metric that chooses C (default: the first of `metrics`).
+        seed: seeds the hold-out split and the bootstrap.
+        cfg: a full LinearConfig instead of a preset.
+        **overrides: LinearConfig fields, e.g. ``C_grid=(1.0,)``.
+
+    Examples:
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.normal(size=(120, 4)), np.arange(120) % 2
+        >>> x[:, 0] += 2 * y
+        >>> r = linear_probe(Features(x[:80], y[:80]), Features(x[80:], y[80:]), preset="anton2022", n_boot=0)
+        >>> r.metrics["accuracy"] > 0.7, len(r.grid), r.config["preset"]
+        (True, 45, 'anton2022')
     """
-    cfg = cfg or LinearConfig()
+    cfg = resolve_config(preset, cfg, **overrides)
     task = task or infer_task(train.y)
-    metrics = metrics or default_metrics(task)
+    metrics = tuple(metrics or default_metrics(task))
     select = select or metrics[0]
-    held_out = val is None
-    fit_on, val = split_validation(train, cfg.val_fraction, seed) if val is None else (train, val)
-    xs = _scaler(fit_on.x, cfg.standardize)
-    grid, fitted = [], {}
-    clf, x_fit = _classifier(task, cfg.max_iter), xs(fit_on.x)
-    for C in sorted(cfg.C_grid):  # weakest C first: each fit starts from the more regularised solution
-        fitted[C] = copy.deepcopy(_fit(clf, C, x_fit, fit_on.y))
-        grid.append({"C": C, select: metric_value(select, task, val.y, _proba(fitted[C], xs(val.x)))})
-    best = max(grid, key=lambda g: g[select])  # the first (strongest regularisation) wins ties
-    final = fitted[best["C"]]
-    if held_out:  # C was chosen on a hold-out of train: refit on all of train
-        xs = _scaler(train.x, cfg.standardize)
-        final = _fit(final, best["C"], xs(train.x), train.y)
-    scores = evaluate(task, test.y, _proba(final, xs(test.x)), metrics, n_boot=cfg.n_boot, seed=seed)
+    d = _prepare(task, train, test, val, cfg, seed)
+    val_proba, converged, test_proba = (_fast if cfg.solver == "fast" else _sklearn)(d, cfg)
+    scores = [metric_value(select, task, d.val_y, p) for p in val_proba]
+    best = int(np.argmax(scores))  # the first of equal scores, as the reference's strict '>'
+    grid = [{"C": C, select: s, "converged": c} for C, s, c in zip(cfg.C_grid, scores, converged, strict=True)]
+    result = evaluate(task, test.y, test_proba(best), metrics, n_boot=cfg.n_boot, seed=seed)
     return ClassificationResult(
-        protocol="linear", metrics={k: v[0] for k, v in scores.items()},
-        ci={k: (v[1], v[2]) for k, v in scores.items()}, chosen={"C": best["C"]}, grid=grid,
-        n_train=train.n, n_test=test.n, seed=seed, config=to_dict(cfg),
+        protocol="linear", metrics={k: v[0] for k, v in result.items()},
+        ci={k: (v[1], v[2]) for k, v in result.items()}, chosen={"C": cfg.C_grid[best]}, grid=grid,
+        n_train=train.n, n_test=test.n, seed=seed, config={**to_dict(cfg), "preset": preset},
     )

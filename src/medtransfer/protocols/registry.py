@@ -13,7 +13,7 @@ from medtransfer.errors import DataError
 from medtransfer.protocols.base import ClassificationResult, Features
 from medtransfer.protocols.fewshot import FewShotConfig, few_shot
 from medtransfer.protocols.knn import KNNConfig, knn
-from medtransfer.protocols.linear import LinearConfig, linear_probe
+from medtransfer.protocols.linear import linear_probe
 from medtransfer.registry import Registry
 
 
@@ -36,9 +36,9 @@ def _need(splits: Mapping[str, Features], name: str, protocol: str) -> Features:
 @PROTOCOLS.register("linear")
 def _linear(splits: Mapping[str, Features], *, task: str, metrics: tuple[str, ...], seed: int,
             options: Mapping[str, Any]) -> ClassificationResult:
-    cfg = from_dict(LinearConfig, options, where="linear options")
-    return linear_probe(_need(splits, "train", "linear"), _need(splits, "test", "linear"), task=task,
-                        metrics=metrics, val=splits.get("val"), seed=seed, cfg=cfg)
+    opts = dict(options)  # LinearConfig fields, plus the preset name ("default" or "anton2022")
+    return linear_probe(_need(splits, "train", "linear"), _need(splits, "test", "linear"), task=task, metrics=metrics,
+                        val=splits.get("val"), seed=seed, preset=opts.pop("preset", "default"), **opts)
 
 
 @PROTOCOLS.register("knn")

@@ -1,0 +1,217 @@
+"""Protocols side by side with the reference implementations they replace, on real MedMNIST features.
+
+Every comparison is a (name, reference_fn, ours_fn) triple run on the same features: wall time, the
+hyper-parameter each picked, and the test metrics. Features come from a random-init ResNet-18-small
+(seeded) on breastmnist and pneumoniamnist, extracted once and cached under MEDTRANSFER_HOME.
+
+Each comparison runs twice: with the BLAS/torch thread settings the process starts with (what a user gets),
+and with everything pinned to one thread (what the reference costs without thread contention). Our solver
+runs single-threaded in both (LinearConfig.n_threads), so the first mode measures what the contention costs
+the reference, the second what the algorithm costs.
+
+    MEDTRANSFER_HOME=/tmp/mth-protocols .venv/bin/python benchmarks/protocols.py
+    .venv/bin/python benchmarks/protocols.py --datasets breastmnist --modes one   # a quicker run
+
+To add a protocol (kNN vs sklearn KNeighborsClassifier, few-shot vs a naive per-episode loop), write its two
+functions `(splits, task) -> Outcome` and append a `Comparison` to `COMPARISONS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sklearn
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from threadpoolctl import threadpool_limits
+
+from medtransfer import data, features, models
+from medtransfer.protocols import Features, linear_probe
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist"
+Splits = dict[str, Features]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one implementation chose and scored on test."""
+
+    chosen: dict[str, Any]
+    metrics: dict[str, float]
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A reference implementation and ours, both `(splits, task) -> Outcome`."""
+
+    name: str
+    reference: Callable[[Splits, str], Outcome]
+    ours: Callable[[Splits, str], Outcome]
+
+
+# ---------------------------------------------------------------- linear probe
+
+
+def anton2022_reference(splits: Splits, task: str) -> Outcome:
+    """jonahanton/SSL_medicalimaging linear.py (PROTOCOLS.md §1.6) on today's scikit-learn.
+
+    scikit-learn >= 1.8 has no multi_class='multinomial'; on two classes it equals one logit at 2C (same
+    optimum), which is what runs here for binary tasks.
+    """
+    train, test = splits["train"], splits["test"]
+    factor = 2.0 if task == "binary" else 1.0
+    indices = list(range(train.n))
+    split = int(np.floor(0.2 * train.n))
+    np.random.seed(0)
+    np.random.shuffle(indices)
+    fit_idx, val_idx = indices[split:], indices[:split]
+    clf = LogisticRegression(warm_start=True)
+    best_score, best_C, capped = 0.0, float("nan"), 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for wd in torch.logspace(-6, 5, 45):
+            C = 1.0 / wd.item()
+            clf.set_params(C=factor * C)
+            clf.fit(train.x[fit_idx], train.y[fit_idx])
+            capped += int(clf.n_iter_.max() >= clf.max_iter)
+            score = clf.score(train.x[val_idx], train.y[val_idx])
+            if score > best_score:
+                best_score, best_C = score, C
+        clf.set_params(C=factor * best_C)
+        clf.fit(train.x, train.y)
+    proba = clf.predict_proba(test.x)
+    auc = roc_auc_score(test.y, proba[:, 1] if task == "binary" else proba, multi_class="ovr")
+    return Outcome({"C": best_C}, {"accuracy": clf.score(test.x, test.y), "auc": float(auc)},
+                   {"C at the 100-iteration cap": f"{capped}/45"})
+
+
+def _probe(preset: str, **overrides: Any) -> Callable[[Splits, str], Outcome]:
+    def run(splits: Splits, task: str) -> Outcome:
+        r = linear_probe(splits["train"], splits["test"], val=splits["val"], preset=preset, task=task,
+                         metrics=("accuracy", "auc"), n_boot=0, **overrides)
+        unconverged = sum(not g["converged"] for g in r.grid)
+        return Outcome(r.chosen, r.metrics, {"C not converged": f"{unconverged}/{len(r.grid)}"})
+
+    return run
+
+
+COMPARISONS = [
+    Comparison("linear anton2022: sklearn loop vs fast", anton2022_reference, _probe("anton2022")),
+    Comparison("linear default: sklearn loop vs fast", _probe("default", solver="sklearn"), _probe("default")),
+]
+
+
+# ---------------------------------------------------------------- harness
+
+
+def load_features(name: str) -> tuple[Splits, str]:
+    """Random-init ResNet-18-small features (seed 0) of every split of a MedMNIST dataset, and its task."""
+    torch.manual_seed(0)
+    model = models.create("resnet18-small")
+    splits = {}
+    for split in ("train", "val", "test"):
+        fs = features.extract(model, data.load(name, split, data_root=DATA))
+        splits[split] = Features(np.asarray(fs.x), np.asarray(fs.y))
+    return splits, data.get_card(name).task
+
+
+@contextmanager
+def _threads(mode: str) -> Iterator[None]:
+    """'default': leave BLAS and torch as the process started; 'one': pin both to one thread."""
+    if mode == "default":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _timed(fn: Callable[[Splits, str], Outcome], splits: Splits, task: str, repeats: int) -> tuple[float, Outcome]:
+    """Best-of-`repeats` wall time (the machine may be shared) and the outcome."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn(splits, task)
+        times.append(time.perf_counter() - start)
+    return min(times), out
+
+
+def compare(c: Comparison, dataset: str, splits: Splits, task: str, mode: str, repeats: int) -> dict[str, Any]:
+    """One table row: both implementations on the same features, in the same thread mode."""
+    with _threads(mode):
+        ref_s, ref = _timed(c.reference, splits, task, repeats)
+        our_s, ours = _timed(c.ours, splits, task, repeats)
+    row: dict[str, Any] = {"comparison": c.name, "dataset": dataset, "threads": mode,
+                           "reference_s": round(ref_s, 3), "ours_s": round(our_s, 3),
+                           "speedup": round(ref_s / our_s, 1), "reference_chosen": ref.chosen,
+                           "ours_chosen": ours.chosen, "reference_notes": ref.notes, "ours_notes": ours.notes}
+    for m in ref.metrics:
+        row[f"reference_{m}"], row[f"ours_{m}"] = round(ref.metrics[m], 4), round(ours.metrics[m], 4)
+        row[f"delta_{m}_points"] = round(100 * (ours.metrics[m] - ref.metrics[m]), 2)
+    return row
+
+
+def _fmt_chosen(chosen: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items())
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The rows as a markdown table."""
+    head = ("| comparison | dataset | threads | reference s | ours s | speed-up | reference chose | we chose "
+            "| ref acc | our acc | Δacc (pt) | ref AUC | our AUC | ΔAUC (pt) | notes |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        notes = "; ".join(f"ref {k}: {v}" for k, v in r["reference_notes"].items())
+        notes += "; " + "; ".join(f"ours {k}: {v}" for k, v in r["ours_notes"].items())
+        lines.append(f"| {r['comparison']} | {r['dataset']} | {r['threads']} | {r['reference_s']} | {r['ours_s']} "
+                     f"| {r['speedup']}x | {_fmt_chosen(r['reference_chosen'])} | {_fmt_chosen(r['ours_chosen'])} "
+                     f"| {r['reference_accuracy']} | {r['ours_accuracy']} | {r['delta_accuracy_points']} "
+                     f"| {r['reference_auc']} | {r['ours_auc']} | {r['delta_auc_points']} | {notes} |")
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, Any]:
+    return {"python": platform.python_version(), "torch": torch.__version__, "sklearn": sklearn.__version__,
+            "numpy": np.__version__, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "load_average_at_start": os.getloadavg(), "machine": platform.machine()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["breastmnist", "pneumoniamnist"])
+    parser.add_argument("--modes", nargs="+", choices=["default", "one"], default=["default", "one"])
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--out", default="benchmarks/out/protocols.json")
+    args = parser.parse_args()
+    env = environment()
+    rows: list[dict[str, Any]] = []
+    for name in args.datasets:
+        splits, task = load_features(name)
+        for c in COMPARISONS:
+            rows.extend(compare(c, name, splits, task, mode, args.repeats) for mode in args.modes)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"environment": env, "rows": rows}, indent=2))
+    print(markdown(rows))
+    print(f"\nenvironment: {env}\nwritten: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
