@@ -92,7 +92,7 @@ def extract(model: Annotated[str, typer.Option(help="model name")],
             dataset: Annotated[str, typer.Option(help="dataset name, or a folder / CSV of your images")],
             split: Annotated[str, typer.Option(help="train, val, test or all")] = "all",
             data_root: DataRoot = None, batch_size: int = 128,
-            bf16: Annotated[bool, typer.Option(help="bf16 autocast where the hardware is fast at it")] = True,
+            bf16: Annotated[bool, typer.Option(help="bf16 autocast where it pays (CUDA, CPUs with AMX)")] = True,
             input_size: Annotated[int | None, typer.Option(help="override the model's input size")] = None,
             force: bool = False) -> None:
     """Extract (and cache) features of a dataset under a model."""
@@ -152,7 +152,7 @@ def eval_(args: Annotated[list[str], typer.Argument(
           fraction: Annotated[float | None, typer.Option(help="share of training labels, e.g. 0.1")] = None,
           per_class: Annotated[int | None, typer.Option(help="training labels per class, e.g. 20")] = None,
           seed: int = 0, batch_size: int = 128,
-          bf16: Annotated[bool, typer.Option(help="bf16 autocast where the hardware is fast at it")] = True,
+          bf16: Annotated[bool, typer.Option(help="bf16 autocast where it pays (CUDA, CPUs with AMX)")] = True,
           input_size: Annotated[int | None, typer.Option(help="override the model's input size")] = None,
           as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False) -> None:
     """Evaluate one model on one dataset with one protocol (features are cached) and print the result."""

@@ -50,10 +50,15 @@ class FeatureSet:
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast is fast on `device` (CUDA with bf16, or a CPU with oneDNN bf16 kernels)."""
+    """Whether bf16 autocast is worth it on `device`: CUDA with bf16, or a CPU with AMX tiles.
+
+    CPUs with AVX512-BF16 but no AMX (this project's machines) run bf16 convolutions no faster than fp32
+    (0.72-1.08x, docs/benchmarks.md), so there bf16 would change the features for nothing.
+    """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    return device.type == "cpu" and bool(amx())
 
 
 def resolve_contract(model: nn.Module, input_size: int | None = None) -> InputContract:

@@ -78,12 +78,14 @@ def preprocess(images: np.ndarray | Sequence[np.ndarray], *, input_size: int | N
         kw = dict(input_size=input_size, crop_pct=crop_pct, interpolation=interpolation, mean=mean, std=std,
                   in_chans=in_chans, normalization=normalization)
         return torch.cat([preprocess(im[None], **kw) for im in images])  # type: ignore[arg-type]
-    x = match_channels(to_tensor(images), in_chans)
-    if input_size is not None:
+    x = to_tensor(images)
+    if input_size is not None:  # resize before matching channels: a grey image is resized once, not three times
         x = resize_crop(x, input_size, crop_pct=crop_pct, interpolation=interpolation)
+    x = match_channels(x, in_chans)
     if normalization == "meanstd":
         shape = (1, -1) + (1,) * (x.dim() - 2)
         m = torch.tensor(mean, dtype=x.dtype).view(shape)
         s = torch.tensor(std, dtype=x.dtype).view(shape)
-        x = (x - m) / s
-    return x.contiguous()
+        x = torch.sub(x, m).div_(s)  # one new tensor, also when x is an expanded (grey -> RGB) view
+    # channels-last, the layout the model runs in (features.py), so no second copy happens before the forward
+    return x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)

@@ -25,7 +25,7 @@ class GridSpec:
         protocol_options: per-protocol settings, e.g. ``{linear: {C_grid: [0.1, 1.0]}}``.
         dataset_options: per-dataset loader options, e.g. ``{phantom-binary: {n: 500}}``.
         input_size: override every model card's input size (None keeps each card's own).
-        bf16: bf16 autocast for extraction; None uses it where the hardware is fast at it.
+        bf16: bf16 autocast for extraction; None uses it where it pays (CUDA, CPUs with AMX).
         batch_size: extraction batch size.
         data_root: where dataset files are (default $MEDTRANSFER_DATA or ~/.medmnist).
     """
