@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="benchmarks/out/extract.json")
     parser.add_argument("--rendered", action="store_true", help="render phantoms per batch instead of from memory")
+    parser.add_argument("--skip-probe", action="store_true", help="skip the bf16 linear-probe comparison")
     args = parser.parse_args()
     torch.manual_seed(0)
     plan = {28: (1024, 256), 64: (512, 128), 224: (128, 32)}  # size -> (images, batch)
@@ -101,7 +102,7 @@ def main() -> None:
             rows.append(throughput(arch, size, n, batch, repeats=1 if args.quick else 2, rendered=args.rendered))
             print(json.dumps(rows[-1]), flush=True)
     probes = []
-    if SHARED.is_dir():
+    if SHARED.is_dir() and not args.skip_probe:
         for name in ("breastmnist", "pneumoniamnist"):
             probes.append(bf16_probe_effect(name, "resnet18-small"))
             print(json.dumps(probes[-1]), flush=True)

@@ -22,7 +22,8 @@ datasets_app = typer.Typer(help="Datasets: list, info, unpack.", no_args_is_help
 models_app = typer.Typer(help="Models: list, info.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(models_app, name="models")
-console = Console()
+# Piped output (CI logs, files) has no terminal width; 160 columns keep the results table on one line per row.
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 DataRoot = Annotated[Path | None, typer.Option(help="Dataset folder (default $MEDTRANSFER_DATA or ~/.medmnist).")]
 
