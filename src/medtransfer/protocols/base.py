@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from medtransfer.errors import DataError
+from medtransfer.errors import ConfigError, DataError
 
 
 def _as_numpy(a: Any) -> np.ndarray:
@@ -48,6 +48,16 @@ class Features:
     def subset(self, index: np.ndarray) -> Features:
         ids = tuple(self.ids[i] for i in index) if self.ids is not None else None
         return Features(self.x[index], self.y[index], ids)
+
+
+def check_int(owner: str, name: str, value: object, low: int, high: int | None = None, *, high_name: str = "",
+              note: str = "") -> None:
+    """Raise ConfigError in the sklearn form unless `value` is an int in [low, high] (high None: no upper bound)."""
+    bad = isinstance(value, bool) or not isinstance(value, (int, np.integer))
+    if bad or value < low or (high is not None and value > high):  # type: ignore[operator]
+        upper = "inf)" if high is None else f"{high_name or high}]"
+        raise ConfigError(f"The {name!r} parameter of {owner} must be an int in the range [{low}, {upper}. "
+                          f"Got {value!r} instead.{note}")
 
 
 def infer_task(y: np.ndarray) -> str:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from medtransfer.errors import ConfigError, DataError
-from medtransfer.protocols.base import ClassificationResult, Features
+from medtransfer.errors import DataError
+from medtransfer.protocols.base import ClassificationResult, Features, check_int
 
 # Features gathered per chunk of episodes. Small enough to stay in the CPU cache between the gather and the
 # matmul: 16 MiB (11 episodes of 5 x 35 x 2048 float32) ran 2x faster than 256 MiB chunks.
@@ -46,13 +46,6 @@ class FewShotConfig:
     episodes: int = 600
 
 
-def _check_int(name: str, value: object, low: int, high: int | None = None, note: str = "") -> None:
-    bad = isinstance(value, bool) or not isinstance(value, (int, np.integer))
-    if bad or value < low or (high is not None and value > high):  # type: ignore[operator]
-        raise ConfigError(f"The {name!r} parameter of few_shot must be an int in the range "
-                          f"[{low}, {'inf)' if high is None else 'n_classes]'}. Got {value!r} instead.{note}")
-
-
 def _single_labels(y: np.ndarray) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:  # medmnist stores labels as (N, 1)
@@ -66,7 +59,8 @@ def _single_labels(y: np.ndarray) -> np.ndarray:
 
 def _check_pool(classes: np.ndarray, counts: np.ndarray, n_way: int, n_support: int, n_query: int) -> None:
     """n_way must fit the classes; every class must hold n_support + n_query images."""
-    _check_int("n_way", n_way, 2, len(classes), f" The features hold n_classes = {len(classes)} classes.")
+    check_int("few_shot", "n_way", n_way, 2, len(classes), high_name="n_classes",
+                  note=f" The features hold n_classes = {len(classes)} classes.")
     need = n_support + n_query
     small = [(c.item(), int(n)) for c, n in zip(classes, counts, strict=True) if n < need]
     if small:
@@ -106,7 +100,7 @@ def episode_indices(y: np.ndarray, *, n_way: int = 5, n_support: int = 20, n_que
     """
     y = _single_labels(y)
     for name, value in (("n_support", n_support), ("n_query", n_query), ("episodes", episodes)):
-        _check_int(name, value, 1)
+        check_int("few_shot", name, value, 1)
     classes, counts = np.unique(y, return_counts=True)  # (C,), (C,)
     _check_pool(classes, counts, n_way, n_support, n_query)
     members = np.argsort(np.searchsorted(classes, y), kind="stable")  # (N,) row indices grouped by class

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from medtransfer.errors import ConfigError, DataError
-from medtransfer.protocols.base import ClassificationResult, Features, default_metrics, infer_task
+from medtransfer.protocols.base import ClassificationResult, Features, check_int, default_metrics, infer_task
 from medtransfer.protocols.metrics import evaluate
 from medtransfer.registry import did_you_mean
 
@@ -64,13 +64,6 @@ class KNNConfig:
 # ---------------------------------------------------------------- validation
 
 
-def _check_int(name: str, value: object, low: int, high: int | None = None, note: str = "") -> None:
-    bad = isinstance(value, bool) or not isinstance(value, (int, np.integer))
-    if bad or value < low or (high is not None and value > high):  # type: ignore[operator]
-        raise ConfigError(f"The {name!r} parameter of knn must be an int in the range "
-                          f"[{low}, {'inf)' if high is None else 'n_train]'}. Got {value!r} instead.{note}")
-
-
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         hint = did_you_mean(value, list(choices)) if isinstance(value, str) else ""
@@ -81,8 +74,9 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
 def _check_args(k: int, metric: str, weighting: str, temperature: float, chunk_size: int, n_train: int) -> None:
     _check_choice("metric", metric, METRICS)
     _check_choice("weighting", weighting, WEIGHTINGS)
-    _check_int("k", k, 1, n_train, f" The train split has n_train = {n_train} samples.")
-    _check_int("chunk_size", chunk_size, 1)
+    check_int("knn", "k", k, 1, n_train, high_name="n_train",
+                  note=f" The train split has n_train = {n_train} samples.")
+    check_int("knn", "chunk_size", chunk_size, 1)
     if weighting == "temperature":
         if metric != "cosine":
             raise ConfigError(f"weighting='temperature' weights neighbours by exp(cosine similarity / T) and "
