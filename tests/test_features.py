@@ -79,3 +79,11 @@ def test_wrong_feature_dim_is_reported() -> None:
     model.card = dataclasses.replace(model.card, feature_dim=17)
     with pytest.raises(RuntimeError, match="16-d features; its card says feature_dim=17"):
         extract(model, _dataset(), bf16=False)
+
+
+def test_a_3d_dataset_needs_a_3d_model() -> None:
+    from medtransfer import data
+    from medtransfer.errors import DataError
+
+    with pytest.raises(DataError, match="takes 2D images but dataset 'phantom3d-binary-28' holds 3D ones"):
+        extract(create("test-cnn"), data.load("phantom3d-binary-28", "test", n=4))

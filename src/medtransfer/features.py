@@ -26,6 +26,7 @@ from torch import nn
 from medtransfer.config import config_hash
 from medtransfer.data.base import ImageDataset
 from medtransfer.data.transforms import preprocess
+from medtransfer.errors import DataError
 from medtransfer.models.card import InputContract
 from medtransfer.models.factory import card_of
 from medtransfer.models.weights import weights_sha256
@@ -146,6 +147,10 @@ def extract(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 128, b
         >>> fs.x.shape
         (1000, 512)
     """
+    if card_of(model).dims != dataset.card.dims:
+        raise DataError(f"Model {card_of(model).name!r} takes {card_of(model).dims}D images but dataset "
+                        f"{dataset.card.name!r} holds {dataset.card.dims}D ones; pick a {dataset.card.dims}D model "
+                        f"(`medtransfer models list`).")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     bf16 = bf16_supported(device) if bf16 is None else bf16
     contract = resolve_contract(model, input_size)
