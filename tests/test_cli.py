@@ -50,6 +50,8 @@ def test_bench_json_and_table(tmp_path: Path) -> None:
     assert {(r["seed"], r["metric"]) for r in rows} == {(s, m) for s in (0, 1) for m in ("accuracy", "auc")}
     table = runner.invoke(app, ["bench", str(spec), "seeds=[0, 1]", "--store", str(db)])
     assert table.exit_code == 0 and "0 cells run, 2 already in" in table.stdout
+    only_seed_1 = runner.invoke(app, ["bench", str(spec), "seeds=[1]", "--store", str(db), "--json"])
+    assert {r["seed"] for r in json.loads(only_seed_1.stdout)} == {1}  # other cells of the store stay out
 
 
 @pytest.mark.slow

@@ -116,14 +116,16 @@ def bench(args: Annotated[list[str] | None, typer.Argument(
           as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False) -> None:
     """Run a benchmark grid (the embedded default when no SPEC is given) and print its results table."""
     from medtransfer.report import results_table
-    from medtransfer.runner import ResultStore, load_spec, run_grid
+    from medtransfer.runner import ResultStore, expand, load_spec, run_grid
+    from medtransfer.runner.local import precision_for
 
     args = list(args or [])
     path = args.pop(0) if args and "=" not in args[0] else None
     spec = load_spec(path, args)
     with ResultStore(store or Path("runs") / f"{spec.name}.sqlite") as st:
         summary = run_grid(spec, st, force=force, progress=not as_json)
-        rows = [r for r in st.results() if r["model"] in spec.models and r["dataset"] in spec.datasets]
+        ids = {c.cell_id for c in expand(spec, precision=precision_for(spec))}  # this spec's cells, not older ones
+        rows = [r for r in st.results() if r["cell_id"] in ids]
     if as_json:
         print(json.dumps(rows, indent=1, default=str))
         return

@@ -165,8 +165,12 @@ def extract(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 128, b
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     start = time.perf_counter()
-    _write_features(model, dataset, contract, tmp / "features.npy", batch_size=batch_size, bf16=bf16,
-                    device=device, progress=progress)
+    try:
+        _write_features(model, dataset, contract, tmp / "features.npy", batch_size=batch_size, bf16=bf16,
+                        device=device, progress=progress)
+    except BaseException:  # an error or Ctrl-C leaves no half-written entry behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     np.save(tmp / "labels.npy", dataset.labels)
     seconds = time.perf_counter() - start
     meta |= {"n": len(dataset), "seconds": round(seconds, 3),
@@ -177,7 +181,10 @@ def extract(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 128, b
         shutil.rmtree(tmp)
         return fs
     shutil.rmtree(folder, ignore_errors=True)  # a forced re-extraction replaces the old entry
-    os.replace(tmp, folder)  # atomic: readers see a complete entry or none
+    try:
+        os.replace(tmp, folder)  # atomic: readers see a complete entry or none
+    except OSError:  # another process wrote the same entry first: keep its (identical) features
+        shutil.rmtree(tmp, ignore_errors=True)
     return _read(folder, key)
 
 

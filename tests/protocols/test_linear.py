@@ -163,3 +163,22 @@ def test_bad_config() -> None:
         LinearConfig(solver="liblinear")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="'max_iter' parameter of LinearConfig must be an int"):
         LinearConfig(max_iter=0)
+
+
+def test_anton2022_selects_on_accuracy_whatever_metric_comes_first(rng: np.random.Generator) -> None:
+    x = rng.normal(size=(200, 5))
+    y = (x[:, 0] + rng.normal(size=200) > 0).astype(int)
+    train, test = Features(x[:150], y[:150]), Features(x[150:], y[150:])
+    r = linear_probe(train, test, preset="anton2022", task="binary", metrics=("auc", "accuracy"), n_boot=10)
+    assert all("accuracy" in g for g in r.grid) and r.config["select"] == "accuracy"
+
+
+def test_multi_label_with_a_label_missing_from_validation(rng: np.random.Generator) -> None:
+    x = rng.normal(size=(300, 6))
+    y = (x[:, :3] > 0).astype(np.uint8)
+    y[:, 2] = 0
+    y[:3, 2] = 1  # a rare label: its 3 positives are all in train, none in the validation split
+    val = Features(rng.normal(size=(60, 6)), np.zeros((60, 3), np.uint8) | (rng.random((60, 3)) > 0.5) * [1, 1, 0])
+    r = linear_probe(Features(x[:200], y[:200]), Features(x[200:], (x[200:, :3] > 0).astype(np.uint8)), val=val,
+                     task="multi-label", metrics=("auc", "accuracy"), n_boot=10)
+    assert set(r.metrics) == {"auc", "accuracy"} and all(np.isfinite(g["auc"]) for g in r.grid)

@@ -39,3 +39,11 @@ def test_fractions_multiply_cells_and_are_checked() -> None:
     assert sorted(c.fraction for c in expand(spec, precision="fp32")) == [0.1, 1.0]
     with pytest.raises(ConfigError, match=r"'fractions' parameter of GridSpec must hold floats in the range \(0, 1\]"):
         load_spec(None, ["fractions=[0]"])
+
+
+def test_fewshot_ignores_label_budgets_and_user_paths_are_absolute(tmp_path: Path) -> None:
+    spec = load_spec(None, ["models=[a]", f"datasets=[{tmp_path}]", "protocols=[linear, fewshot]",
+                            "fractions=[0.1, 1.0]"])
+    cells = expand(spec, precision="fp32")
+    assert sorted((c.protocol, c.fraction) for c in cells) == [("fewshot", 1.0), ("linear", 0.1), ("linear", 1.0)]
+    assert cells[0].config["dataset"] == str(tmp_path.resolve())

@@ -22,19 +22,13 @@ def _check(fraction: float | None, per_class: int | None) -> None:
                           f"Got {per_class!r} instead.")
 
 
-def _stratum(labels: np.ndarray) -> np.ndarray:
-    """One stratum id per sample: the class, or for multi-label rows the label combination."""
-    if labels.ndim == 1:
-        return labels
-    return np.unique(labels, axis=0, return_inverse=True)[1].reshape(-1)
-
-
 def label_subset(labels: np.ndarray, *, fraction: float | None = None, per_class: int | None = None,
                  seed: int = 0) -> np.ndarray:
     """Sorted indices of a stratified subset of `labels`.
 
-    With `fraction`, each class (each label combination for multi-label targets) keeps
-    ``max(1, round(fraction * n_class))`` samples; with `per_class`, exactly that many per class.
+    With `fraction`, each class keeps ``max(1, round(fraction * n_class))`` samples; with `per_class`, exactly
+    that many per class. Multi-label targets (N, C) have no single class to stratify by: they get a seeded random
+    ``round(fraction * N)`` rows (at least 1), and `per_class` is refused.
 
     Examples:
         >>> label_subset(np.array([0, 0, 0, 0, 1, 1, 1, 1]), per_class=1, seed=0).shape
@@ -44,8 +38,13 @@ def label_subset(labels: np.ndarray, *, fraction: float | None = None, per_class
     labels = np.asarray(labels)
     if fraction == 1.0:
         return np.arange(len(labels))
-    strata = _stratum(labels)
     rng = np.random.default_rng(seed)
+    if labels.ndim == 2:
+        if per_class is not None:
+            raise ConfigError("A per-class label budget is undefined for multi-label targets (a row holds several "
+                              "classes); use a fraction instead.")
+        return np.sort(rng.permutation(len(labels))[: max(1, int(round(fraction * len(labels))))])  # type: ignore[operator]
+    strata = labels
     keep = []
     for value in np.unique(strata):
         members = np.flatnonzero(strata == value)

@@ -36,14 +36,14 @@ def read_state_dict(path: str | Path) -> StateDict:
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"Refused to load {str(path)!r}: it needs arbitrary code to unpickle, which could run anything. "
-            f"Convert it to safetensors on a machine you trust, or pass it through a converter with an explicit "
-            f"trust flag. ({str(e).splitlines()[0]})"
+            f"Convert it to a safetensors file on a machine you trust, then pass that file. "
+            f"({str(e).splitlines()[0]})"
         ) from e
     except (RuntimeError, EOFError, OSError) as e:
         raise CheckpointError(f"Could not read {str(path)!r} as a torch checkpoint ({e}); it may be truncated.") from e
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(f"{str(path)!r} is not a flat state dict of tensors (keys: {list(sd)[:5]}); "
-                              f"convert it with `medtransfer models convert` first.")
+                              f"save its backbone's state_dict() (without wrappers or heads) and pass that.")
     return sd
 
 

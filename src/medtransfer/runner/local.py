@@ -90,7 +90,7 @@ def _fail(store: ResultStore, cells: list[Cell], error: BaseException, summary: 
                  f"fraction={cell.fraction}")
         message = f"{CellError(where)}: {type(error).__name__}: {error}"
         log.error("%s", message)
-        if store.status(cell.cell_id) is None:  # failed before it could start (e.g. its features)
+        if store.status(cell.cell_id) != "running":  # failed before it could start (e.g. its features)
             store.start(cell)
         store.fail(cell.cell_id, message + "\n" + "".join(traceback.format_exception(error)))
         summary.failed.append(message)
@@ -123,7 +123,8 @@ def run_grid(spec: GridSpec, store: ResultStore, *, force: bool = False, progres
             except Exception as e:  # noqa: BLE001 - recorded in the store with its traceback
                 _fail(store, [cell], e, summary)
                 continue
-            store.finish(cell.cell_id, result_rows(result), weights_sha256=feats["train"].meta["weights_sha256"],
+            sha = next(iter(feats.values())).meta["weights_sha256"]  # every split has the same model
+            store.finish(cell.cell_id, result_rows(result), weights_sha256=sha,
                          extra={"chosen": result.chosen, "grid": result.grid, "n_train": result.n_train})
             summary.done += 1
     return summary

@@ -8,8 +8,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from medtransfer import __version__
 from medtransfer.config import config_hash, load
+from medtransfer.data.base import is_user_path
 from medtransfer.errors import ConfigError
+from medtransfer.features import FEATURES_VERSION
 from medtransfer.runner.store import Cell
 
 
@@ -66,13 +69,26 @@ def load_spec(path: str | Path | None = None, overrides: tuple[str, ...] | list[
     return load(GridSpec, path if path is not None else default_spec_path(), overrides)
 
 
+# Few-shot pools all splits and draws its own support sets: a label budget does not apply to it.
+_NO_BUDGET = ("fewshot",)
+
+
+def _dataset_key(dataset: str) -> str:
+    """A user folder / CSV is keyed by its absolute path, so the same relative path elsewhere is another cell."""
+    return str(Path(dataset).expanduser().resolve()) if is_user_path(dataset) else dataset
+
+
 def expand(spec: GridSpec, *, precision: str) -> list[Cell]:
-    """The spec's cells, each keyed by the hash of everything that determines its result."""
+    """The spec's cells, each keyed by the hash of its settings, the feature-extraction version and the
+    medtransfer version (a user folder whose images change needs ``--force``: its content is not hashed here)."""
     cells = []
     grid = itertools.product(spec.models, spec.datasets, spec.protocols, spec.fractions, spec.seeds)
     for model, dataset, protocol, fraction, seed in grid:
+        if protocol in _NO_BUDGET and fraction != 1.0:
+            continue
         config = {
-            "model": model, "dataset": dataset, "protocol": protocol, "seed": seed, "fraction": fraction,
+            "model": model, "dataset": _dataset_key(dataset), "protocol": protocol, "seed": seed,
+            "fraction": fraction, "features_version": FEATURES_VERSION, "medtransfer": __version__,
             "protocol_options": spec.protocol_options.get(protocol, {}),
             "dataset_options": spec.dataset_options.get(dataset, {}),
             "input_size": spec.input_size, "precision": precision,
