@@ -7,16 +7,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from medtransfer.errors import ConfigError, DataError
 from medtransfer.registry import Registry
-
-TaskType = Literal["binary", "multi-class", "multi-label", "ordinal"]
-TASKS = ("binary", "multi-class", "multi-label", "ordinal")
-METRICS = ("accuracy", "balanced_accuracy", "auc", "qw_kappa")
+from medtransfer.tasks import METRICS, TASKS, TaskType
 
 
 @dataclass(frozen=True)

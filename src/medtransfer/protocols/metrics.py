@@ -21,9 +21,9 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from medtransfer.data.base import METRICS, TASKS
 from medtransfer.errors import ConfigError, DataError, UnknownNameError
 from medtransfer.registry import did_you_mean
+from medtransfer.tasks import METRICS, TASKS
 
 # Resamples are evaluated in chunks of about this many (resample, sample) pairs: ~8 MB per float64 array,
 # so a 1000-resample bootstrap of a 20k-image test set stays far below a gigabyte.
