@@ -22,7 +22,8 @@ datasets_app = typer.Typer(help="Datasets: list, info, unpack.", no_args_is_help
 models_app = typer.Typer(help="Models: list, info.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(models_app, name="models")
-# Piped output (CI logs, files) has no terminal width; 160 columns keep the results table on one line per row.
+# Piped output (CI logs, files) has no terminal width; 160 columns keep the results table on one line per row,
+# and progress bars are drawn only on a terminal.
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 DataRoot = Annotated[Path | None, typer.Option(help="Dataset folder (default $MEDTRANSFER_DATA or ~/.medmnist).")]
@@ -103,7 +104,8 @@ def extract(model: Annotated[str, typer.Option(help="model name")],
     splits = data.get_card(dataset).splits if split == "all" else (split,)
     for s in splits:
         fs = features.extract(net, data.load(dataset, s, data_root=data_root), batch_size=batch_size,
-                              bf16=None if bf16 else False, input_size=input_size, force=force, progress=True)
+                              bf16=None if bf16 else False, input_size=input_size, force=force,
+                              progress=console.is_terminal)
         speed = f"{fs.meta['images_per_s']} images/s" if "images_per_s" in fs.meta else ""
         console.print(f"{dataset}:{s} {fs.x.shape} key={fs.key} {speed}")
 
@@ -123,7 +125,7 @@ def bench(args: Annotated[list[str] | None, typer.Argument(
     path = args.pop(0) if args and "=" not in args[0] else None
     spec = load_spec(path, args)
     with ResultStore(store or Path("runs") / f"{spec.name}.sqlite") as st:
-        summary = run_grid(spec, st, force=force, progress=not as_json)
+        summary = run_grid(spec, st, force=force, progress=console.is_terminal and not as_json)
         ids = {c.cell_id for c in expand(spec, precision=precision_for(spec))}  # this spec's cells, not older ones
         rows = [r for r in st.results() if r["cell_id"] in ids]
     if as_json:
@@ -167,7 +169,8 @@ def eval_(args: Annotated[list[str], typer.Argument(
     spec = GridSpec(models=(model,), datasets=(dataset,), protocols=(protocol,), seeds=(seed,), batch_size=batch_size,
                     bf16=None if bf16 else False, input_size=input_size,
                     data_root=str(data_root) if data_root else None)
-    feats, card = pair_features(spec, model, dataset, progress=not as_json, precision=precision_for(spec))
+    feats, card = pair_features(spec, model, dataset, progress=console.is_terminal and not as_json,
+                                precision=precision_for(spec))
     result = run_protocol(protocol, feats, card, seed=seed, fraction=fraction, per_class=per_class,
                           options=parse_overrides(overrides))
     if as_json:
