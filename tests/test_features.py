@@ -87,3 +87,11 @@ def test_a_3d_dataset_needs_a_3d_model() -> None:
 
     with pytest.raises(DataError, match="takes 2D images but dataset 'phantom3d-binary-28' holds 3D ones"):
         extract(create("test-cnn"), data.load("phantom3d-binary-28", "test", n=4))
+
+
+def test_prefetching_gives_the_same_batches() -> None:
+    model, ds = create("test-cnn"), _dataset(n=37)
+    plain = list(features.iter_batches(ds, model.card.input, 8))
+    ahead = list(features.iter_batches(ds, model.card.input, 8, prefetch=True))
+    assert [len(b) for b in plain] == [8, 8, 8, 8, 5]
+    assert all(torch.equal(a, b) for a, b in zip(plain, ahead, strict=True))
