@@ -81,3 +81,15 @@ def test_nested_checkpoint_needs_conversion(tmp_path: Path) -> None:
 def test_missing_file() -> None:
     with pytest.raises(CheckpointError, match="does not exist"):
         read_state_dict("/nonexistent/w.safetensors")
+
+
+def test_hash_is_remembered_until_a_weight_changes() -> None:
+    model = create("test-cnn")
+    first = weights_sha256(model)
+    assert model.__dict__["_medtransfer_sha256"][1] == first and weights_sha256(model) == first
+    with torch.no_grad():
+        model.body[0].bias.add_(1.0)  # in place: bumps the version counter
+    second = weights_sha256(model)
+    assert second != first
+    model.load_state_dict(create("test-cnn").state_dict())
+    assert weights_sha256(model) == first
