@@ -36,10 +36,12 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import KNeighborsClassifier
 from threadpoolctl import threadpool_limits
 
 from medtransfer import data, features, models
-from medtransfer.protocols import Features, linear_probe
+from medtransfer.protocols import Features, few_shot, knn, linear_probe
+from medtransfer.protocols.fewshot import episode_indices
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist"
 Splits = dict[str, Features]
@@ -109,9 +111,56 @@ def _probe(preset: str, **overrides: Any) -> Callable[[Splits, str], Outcome]:
     return run
 
 
+# ---------------------------------------------------------------- kNN and few-shot
+
+
+def knn_reference(splits: Splits, task: str) -> Outcome:
+    """MedMNIST+'s kNN (PROTOCOLS.md §5.7) as scikit-learn: k=11, Euclidean, majority vote."""
+    train, test = splits["train"], splits["test"]
+    clf = KNeighborsClassifier(n_neighbors=11, algorithm="brute", metric="euclidean").fit(train.x, train.y)
+    proba = clf.predict_proba(test.x)
+    auc = roc_auc_score(test.y, proba[:, 1] if task == "binary" else proba, multi_class="ovr")
+    return Outcome({"k": 11}, {"accuracy": float(clf.score(test.x, test.y)), "auc": float(auc)})
+
+
+def knn_ours(splits: Splits, task: str) -> Outcome:
+    r = knn(splits["train"], splits["test"], k=11, metric="euclidean", weighting="majority", task=task,
+            metrics=("accuracy", "auc"), n_boot=0)
+    return Outcome({"k": 11}, r.metrics)
+
+
+def _pool(splits: Splits) -> Features:
+    return Features(np.concatenate([f.x for f in splits.values()]), np.concatenate([f.y for f in splits.values()]))
+
+
+FEWSHOT = {"n_way": 2, "n_support": 20, "n_query": 15, "episodes": 600}
+
+
+def fewshot_reference(splits: Splits, task: str) -> Outcome:
+    """Anton et al.'s ProtoNet evaluation (PROTOCOLS.md §1.5) as a per-episode loop, on the same drawn episodes."""
+    pool = _pool(splits)
+    index = episode_indices(pool.y, seed=0, **FEWSHOT)  # (E, W, S+Q)
+    accs = []
+    for episode in index:
+        x = pool.x[episode]  # (W, S+Q, D)
+        protos = x[:, : FEWSHOT["n_support"]].mean(1)  # (W, D)
+        queries = x[:, FEWSHOT["n_support"]:].reshape(-1, x.shape[-1])  # (W*Q, D)
+        dist = ((queries[:, None] - protos[None]) ** 2).sum(-1)  # (W*Q, W)
+        truth = np.repeat(np.arange(FEWSHOT["n_way"]), FEWSHOT["n_query"])
+        accs.append(float((dist.argmin(1) == truth).mean()))
+    return Outcome({"episodes": len(accs)}, {"accuracy": float(np.mean(accs))})
+
+
+def fewshot_ours(splits: Splits, task: str) -> Outcome:
+    r = few_shot(_pool(splits), seed=0, **FEWSHOT)
+    return Outcome({"episodes": FEWSHOT["episodes"]}, r.metrics)
+
+
 COMPARISONS = [
     Comparison("linear anton2022: sklearn loop vs fast", anton2022_reference, _probe("anton2022")),
     Comparison("linear default: sklearn loop vs fast", _probe("default", solver="sklearn"), _probe("default")),
+    Comparison("knn k=11 euclidean majority: sklearn vs ours", knn_reference, knn_ours),
+    Comparison("fewshot 2w20s: per-episode loop vs batched", fewshot_reference, fewshot_ours),
 ]
 
 
@@ -184,7 +233,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['comparison']} | {r['dataset']} | {r['threads']} | {r['reference_s']} | {r['ours_s']} "
                      f"| {r['speedup']}x | {_fmt_chosen(r['reference_chosen'])} | {_fmt_chosen(r['ours_chosen'])} "
                      f"| {r['reference_accuracy']} | {r['ours_accuracy']} | {r['delta_accuracy_points']} "
-                     f"| {r['reference_auc']} | {r['ours_auc']} | {r['delta_auc_points']} | {notes} |")
+                     f"| {r.get('reference_auc', '-')} | {r.get('ours_auc', '-')} | {r.get('delta_auc_points', '-')} "
+                     f"| {notes} |")
     return "\n".join(lines)
 
 
