@@ -62,6 +62,16 @@ def bf16_supported(device: torch.device) -> bool:
     return device.type == "cpu" and bool(amx())
 
 
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """`device`, else CUDA when available, else the CPU."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def use_bf16(bf16: bool | None, device: torch.device) -> bool:
+    """The bf16 choice for `device`: `bf16` when given, else whether it pays there (`bf16_supported`)."""
+    return bf16_supported(device) if bf16 is None else bf16
+
+
 def resolve_contract(model: nn.Module, input_size: int | None = None) -> InputContract:
     """The model card's input contract, with `input_size` overridden when given."""
     contract = card_of(model).input
@@ -160,8 +170,8 @@ def extract(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 128, b
         raise DataError(f"Model {card_of(model).name!r} takes {card_of(model).dims}D images but dataset "
                         f"{dataset.card.name!r} holds {dataset.card.dims}D ones; pick a {dataset.card.dims}D model "
                         f"(`medtransfer models list`).")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    bf16 = bf16_supported(device) if bf16 is None else bf16
+    device = default_device(device)
+    bf16 = use_bf16(bf16, device)
     contract = resolve_contract(model, input_size)
     meta = cache_meta(model, dataset, contract, bf16=bf16)
     key = config_hash(meta, length=24)

@@ -7,12 +7,10 @@ import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import torch
-
 from medtransfer import data as mdata
 from medtransfer.data.splits import label_subset
 from medtransfer.errors import CellError
-from medtransfer.features import FeatureSet, bf16_supported, extract
+from medtransfer.features import FeatureSet, default_device, extract, use_bf16
 from medtransfer.models import create
 from medtransfer.protocols import PROTOCOLS, ClassificationResult, Features
 from medtransfer.runner.spec import GridSpec, expand
@@ -33,9 +31,7 @@ class RunSummary:
 
 def precision_for(spec: GridSpec) -> str:
     """"bf16" or "fp32": what extraction for `spec` will use on this machine."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    use = bf16_supported(device) if spec.bf16 is None else spec.bf16
-    return "bf16" if use else "fp32"
+    return "bf16" if use_bf16(spec.bf16, default_device()) else "fp32"
 
 
 def _grouped(cells: Iterable[Cell]) -> dict[tuple[str, str], list[Cell]]:
