@@ -40,3 +40,9 @@ def test_infer_task_and_default_metrics() -> None:
     assert infer_task(np.array([0, 2, 1])) == "multi-class"
     assert infer_task(np.zeros((3, 4))) == "multi-label"
     assert default_metrics("ordinal") == ("accuracy", "auc", "qw_kappa")
+
+
+def test_medmnist_style_n_by_1_labels_are_flattened_once() -> None:
+    f = Features(np.zeros((3, 2)), np.array([[0], [1], [1]]))
+    assert f.y.shape == (3,)
+    assert Features(np.zeros((3, 2)), np.zeros((3, 4))).y.shape == (3, 4)  # multi-label stays 2-d

@@ -17,9 +17,17 @@ def _as_numpy(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
+def flatten_single(y: np.ndarray) -> np.ndarray:
+    """(N, 1) labels -> (N,): MedMNIST stores single labels as (N, 1); other shapes are returned unchanged."""
+    y = np.asarray(y)
+    return y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
+
+
 @dataclass(frozen=True)
 class Features:
     """Frozen features of one split: x (N, D); y (N,) int labels or (N, C) 0/1 multi-label targets.
+
+    Labels of shape (N, 1) are flattened to (N,) here, once, for every protocol.
 
     Examples:
         >>> Features(x=np.zeros((4, 2)), y=np.array([0, 1, 0, 1])).n
@@ -38,6 +46,7 @@ class Features:
             raise DataError(f"Features.y must be (N,) or (N, C) with N = len(x) = {len(x)}. Got shape {y.shape}.")
         if self.ids is not None and len(self.ids) != len(x):
             raise DataError(f"Features.ids has {len(self.ids)} entries for {len(x)} feature rows.")
+        y = flatten_single(y)
         object.__setattr__(self, "x", x)
         object.__setattr__(self, "y", y)
 

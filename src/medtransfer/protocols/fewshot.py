@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from medtransfer.errors import DataError
-from medtransfer.protocols.base import ClassificationResult, Features, check_int
+from medtransfer.protocols.base import ClassificationResult, Features, check_int, flatten_single
 
 # Features gathered per chunk of episodes. Small enough to stay in the CPU cache between the gather and the
 # matmul: 16 MiB (11 episodes of 5 x 35 x 2048 float32) ran 2x faster than 256 MiB chunks.
@@ -47,9 +47,7 @@ class FewShotConfig:
 
 
 def _single_labels(y: np.ndarray) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:  # medmnist stores labels as (N, 1)
-        y = y[:, 0]
+    y = flatten_single(y)
     if y.ndim != 1:
         raise DataError(f"few_shot needs one class label per image, y of shape (N,). Got y of shape {y.shape} "
                         "(multi-label targets): episodes are built from single-label classes; use knn or "

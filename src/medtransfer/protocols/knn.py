@@ -225,11 +225,6 @@ def _vote(targets: torch.Tensor, idx: torch.Tensor, sim: torch.Tensor | None, te
     return (scores / weight.sum(1, keepdim=True)).numpy()
 
 
-def _single_label(y: np.ndarray, task: str) -> np.ndarray:
-    y = np.asarray(y)
-    return y[:, 0] if task != "multi-label" and y.ndim == 2 and y.shape[1] == 1 else y  # medmnist (N, 1)
-
-
 def _n_classes(task: str, test_y: np.ndarray) -> int | None:
     """Score columns for integer labels: 2 for binary, else enough for every test label (train adds its own)."""
     if task == "binary":
@@ -264,10 +259,9 @@ def knn(train: Features, test: Features, *, k: int = 20, metric: str = "cosine",
     """
     task = task or infer_task(train.y)
     metrics = metrics or default_metrics(task)
-    train_y, test_y = _single_label(train.y, task), _single_label(test.y, task)
-    proba = knn_proba(train.x, train_y, test.x, n_classes=_n_classes(task, test_y), k=k, metric=metric,
+    proba = knn_proba(train.x, train.y, test.x, n_classes=_n_classes(task, test.y), k=k, metric=metric,
                       weighting=weighting, temperature=temperature, chunk_size=chunk_size)
-    scores = evaluate(task, test_y, proba, metrics, n_boot=n_boot, seed=seed)
+    scores = evaluate(task, test.y, proba, metrics, n_boot=n_boot, seed=seed)
     return ClassificationResult(
         protocol="knn", metrics={name: v[0] for name, v in scores.items()},
         ci={name: (v[1], v[2]) for name, v in scores.items()},

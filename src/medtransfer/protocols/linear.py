@@ -161,11 +161,10 @@ def _scaler(x_fit: np.ndarray, enabled: bool) -> Callable[[np.ndarray], np.ndarr
 
 
 def _labels(task: str, y: np.ndarray) -> np.ndarray:
-    """(N,) int classes ((N, 1) medmnist labels are flattened) or (N, L) 0/1 multi-label targets."""
+    """(N,) int classes (Features already flattened (N, 1) labels) or (N, L) 0/1 multi-label targets."""
     y = np.asarray(y)
     if task == "multi-label":
         return y.astype(np.int64)
-    y = y.reshape(len(y), -1)[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
     if y.ndim != 1:
         raise DataError(f"A {task} task needs labels of shape (N,) or (N, 1). Got {y.shape}.")
     return y.astype(np.int64)
