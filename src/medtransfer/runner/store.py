@@ -281,10 +281,7 @@ class ResultStore:
         versions_json = json.dumps(versions(), sort_keys=True)
         extra_json = None if extra is None else json.dumps(extra, sort_keys=True, default=_json_default)
         with self._transaction():
-            cell = self._cell_row(cell_id)
-            now = _now()
-            duration = _seconds_between(cell["started_at"], now)
-            self._conn.execute("DELETE FROM results WHERE cell_id = ?", (cell_id,))
+            cell, now, duration = self._close_cell(cell_id)
             head = (cell_id, cell["model"], cell["dataset"], cell["protocol"], cell["seed"], cell["fraction"])
             tail = (weights_sha256, versions_json, now)
             # rows is consumed inside the transaction: an error half-way rolls back the rows already inserted.
@@ -295,6 +292,13 @@ class ResultStore:
                 "UPDATE cells SET status = 'done', error = NULL, weights_sha256 = ?, versions = ?, "
                 "extra = ?, finished_at = ?, duration_s = ? WHERE cell_id = ?",
                 (weights_sha256, versions_json, extra_json, now, duration, cell_id))
+
+    def _close_cell(self, cell_id: str) -> tuple[sqlite3.Row, str, float | None]:
+        """Inside a transaction: the started cell, the time now, its duration; its old rows are deleted."""
+        cell = self._cell_row(cell_id)
+        now = _now()
+        self._conn.execute("DELETE FROM results WHERE cell_id = ?", (cell_id,))
+        return cell, now, _seconds_between(cell["started_at"], now)
 
     @staticmethod
     def _row_values(r: ResultRow) -> tuple[Any, ...]:
@@ -309,10 +313,7 @@ class ResultStore:
     def fail(self, cell_id: str, error_text: str) -> None:
         """Mark a started cell failed with its error (a traceback, say); its rows, if any, are removed."""
         with self._transaction():
-            cell = self._cell_row(cell_id)
-            now = _now()
-            duration = _seconds_between(cell["started_at"], now)
-            self._conn.execute("DELETE FROM results WHERE cell_id = ?", (cell_id,))
+            _, now, duration = self._close_cell(cell_id)
             self._conn.execute("UPDATE cells SET status = 'failed', error = ?, finished_at = ?, "
                                "duration_s = ? WHERE cell_id = ?", (error_text, now, duration, cell_id))
 
