@@ -7,6 +7,8 @@ import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from torch import nn
+
 from medtransfer import data as mdata
 from medtransfer.data.splits import label_subset
 from medtransfer.errors import CellError
@@ -41,10 +43,10 @@ def _grouped(cells: Iterable[Cell]) -> dict[tuple[str, str], list[Cell]]:
     return groups
 
 
-def pair_features(spec: GridSpec, model_name: str, dataset_name: str, *, progress: bool,
-                  precision: str) -> tuple[dict[str, FeatureSet], mdata.DatasetCard]:
-    """Features of every split of one dataset under one model (cached on disk)."""
-    model = create(model_name)
+def pair_features(spec: GridSpec, model_name: str, dataset_name: str, *, progress: bool, precision: str,
+                  model: nn.Module | None = None) -> tuple[dict[str, FeatureSet], mdata.DatasetCard]:
+    """Features of every split of one dataset under one model (cached on disk); `model` reuses a built one."""
+    model = model if model is not None else create(model_name)
     card = mdata.get_card(dataset_name)
     options = spec.dataset_options.get(dataset_name, {})
     feats = {}
@@ -106,9 +108,13 @@ def run_grid(spec: GridSpec, store: ResultStore, *, force: bool = False, progres
     cells = expand(spec, precision=precision)
     done = set() if force else store.done_cells()
     summary = RunSummary(total=len(cells), skipped=sum(c.cell_id in done for c in cells))
+    built: tuple[str | None, nn.Module | None] = (None, None)
     for (model_name, dataset_name), group in _grouped(c for c in cells if c.cell_id not in done).items():
         try:
-            feats, card = pair_features(spec, model_name, dataset_name, progress=progress, precision=precision)
+            if built[0] != model_name:  # cells come model by model: build each model (and hash its weights) once
+                built = (model_name, create(model_name))
+            feats, card = pair_features(spec, model_name, dataset_name, progress=progress, precision=precision,
+                                        model=built[1])
         except Exception as e:  # noqa: BLE001 - a broken pair fails its cells; the rest of the grid still runs
             _fail(store, group, e, summary)
             continue
