@@ -157,7 +157,9 @@ def fewshot_ours(splits: Splits, task: str) -> Outcome:
 
 
 COMPARISONS = [
-    Comparison("linear anton2022: sklearn loop vs fast", anton2022_reference, _probe("anton2022")),
+    Comparison("linear anton2022: sklearn loop vs replay", anton2022_reference, _probe("anton2022")),
+    Comparison("linear anton2022: sklearn loop vs converged fast solver", anton2022_reference,
+               _probe("anton2022", solver="fast")),
     Comparison("linear default: sklearn loop vs fast", _probe("default", solver="sklearn"), _probe("default")),
     Comparison("knn k=11 euclidean majority: sklearn vs ours", knn_reference, knn_ours),
     Comparison("fewshot 2w20s: per-episode loop vs batched", fewshot_reference, fewshot_ours),

@@ -44,6 +44,12 @@ _PRUNE = 1e-6  # Newton's Hessian leaves out samples whose curvature is below th
 _RIDGE = 1e-12  # relative ridge on Newton's Hessian: softmax intercepts are free along (1, ..., 1)
 
 
+def _float64(x: np.ndarray) -> torch.Tensor:
+    """A float64 tensor of `x` (copied when float64 but read-only, e.g. a memory-mapped feature cache)."""
+    x = np.asarray(x, dtype=np.float64)
+    return torch.from_numpy(x if x.flags.writeable else x.copy())
+
+
 @dataclass(frozen=True)
 class LogRegFit:
     """The solutions of a grid of C values, in the original feature coordinates.
@@ -65,7 +71,7 @@ class LogRegFit:
     def predict_proba(self, x: np.ndarray, *, n_threads: int | None = 1) -> np.ndarray:
         """(n_C, N, K) class probabilities (softmax) or per-column positive probabilities (sigmoid)."""
         with torch_threads(n_threads):
-            xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+            xt = _float64(x)
             z = xt @ torch.as_tensor(self.coef) + torch.as_tensor(self.intercept)[:, None]  # (n_C, N, K)
             return (torch.softmax(z, -1) if self.loss == "softmax" else torch.sigmoid(z)).numpy()
 
@@ -109,7 +115,7 @@ def _rotation(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, 
     Returns:
         (Z (N, r + 1), V (D, r), mean (D,), variances (r,)) for the r axes kept.
     """
-    xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    xt = _float64(x)
     mean = xt.mean(0)
     xc = xt - mean  # (N, D)
     var, v = torch.linalg.eigh(xc.T @ xc / len(xt))  # ascending variances of the principal axes

@@ -9,15 +9,18 @@ Two presets (docs: PROTOCOLS.md §1.6):
   the reference draws it (even when the dataset has a val split), the first C with the highest validation
   score (their strict ``>``), a refit on all of train, and binary tasks fitted as a 2-class softmax.
 
-Both solve the whole grid at once (`_logreg.fit_logreg`) to a tight tolerance. The reference instead runs
-scikit-learn's L-BFGS for at most 100 iterations per C, warm-started along the grid, which on raw features
-stops far from the optimum at large C: its numbers are those of that early stopping. ``solver="sklearn"``
-replays the reference loop itself (scikit-learn defaults, warm starts, refit started from the last C) for
-anyone who needs its exact numbers.
+The default solves the whole grid at once (`_logreg.fit_logreg`) to a tight tolerance. The reference instead
+runs scikit-learn's L-BFGS for at most 100 iterations per C, warm-started along the grid, which on raw features
+stops far from the optimum at large C: its numbers are those of that early stopping, and they move with the
+arithmetic's rounding (BLAS threads changed its PneumoniaMNIST accuracy by 0.3 points). So ``anton2022`` runs
+``solver="replay"`` (`_replay.WarmLBFGS`): the reference loop's own trajectory, bit for bit, on one BLAS thread,
+without scikit-learn's per-call overhead. ``solver="sklearn"`` runs the loop itself through scikit-learn;
+``solver="fast"`` gives the converged optimum of every C with the reference's other settings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import warnings
@@ -31,10 +34,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from medtransfer.config import from_dict, to_dict
 from medtransfer.errors import ConfigError, DataError, UnknownNameError
 from medtransfer.protocols._logreg import LogRegFit, fit_logreg
+from medtransfer.protocols._replay import WarmLBFGS
 from medtransfer.protocols.base import ClassificationResult, Features, default_metrics, infer_task
 from medtransfer.protocols.metrics import evaluate, metric_value
 from medtransfer.registry import did_you_mean
@@ -59,16 +64,17 @@ class LinearConfig:
             floor(fraction·N) rows) instead of with ``np.random.default_rng(seed)``.
         binary_softmax: fit binary tasks as a 2-class softmax (scikit-learn's ``multi_class="multinomial"``
             in the reference). Its optimum is the one-logit model at 2C, which is what is solved.
-        solver: ``"fast"`` (all C at once, converged to `tol`) or ``"sklearn"`` (the reference loop: one
+        solver: ``"fast"`` (all C at once, converged to `tol`), ``"sklearn"`` (the reference loop: one
             warm-started ``LogisticRegression`` fit per C with scikit-learn's defaults, tol 1e-4 and 100
-            iterations; `tol` and `max_iter` do not apply).
+            iterations; `tol` and `max_iter` do not apply) or ``"replay"`` (that loop's exact trajectory, bit for
+            bit, without scikit-learn's per-call overhead; `tol` and `max_iter` do not apply either).
         tol: the fast solver stops a C once the largest gradient entry of the mean log-loss objective is at
             most this. 1e-8, not scikit-learn's 1e-4: at large C the objective is so flat that 1e-6 still
             leaves validation predictions that differ from the optimum's.
         max_iter: the fast solver's iteration budget (L-BFGS, then Newton for the few C still running).
-        n_threads: torch threads of the fast solver (None: torch's setting). One: its iterations are many
-            small operations, and where cores are busy (grid cells running side by side) each thread
-            synchronisation waits for a descheduled thread; two threads ran 15-30x slower than one on a
+        n_threads: torch and BLAS threads of the solver (None: leave the process's settings). One: its
+            iterations are many small operations, and where cores are busy (grid cells running side by side)
+            each thread synchronisation waits for a descheduled thread; two threads ran 15-30x slower than one on a
             shared 2-core machine.
         n_boot: bootstrap resamples for the test-set confidence intervals.
         select: the metric that chooses C; None takes the first metric the caller reports (the dataset
@@ -81,7 +87,7 @@ class LinearConfig:
     val_fraction: float = 0.2
     legacy_split: bool = False
     binary_softmax: bool = False
-    solver: Literal["fast", "sklearn"] = "fast"
+    solver: Literal["fast", "replay", "sklearn"] = "fast"
     tol: float = 1e-8
     max_iter: int = 1000
     n_threads: int | None = 1
@@ -98,7 +104,7 @@ class LinearConfig:
         _check_range("n_boot", self.n_boot, self.n_boot >= 0, "an int in the range [0, inf)")
         threads_ok = self.n_threads is None or self.n_threads >= 1
         _check_range("n_threads", self.n_threads, threads_ok, "None or an int in the range [1, inf)")
-        for name, allowed in (("val_source", ("val", "train")), ("solver", ("fast", "sklearn"))):
+        for name, allowed in (("val_source", ("val", "train")), ("solver", ("fast", "replay", "sklearn"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"The {name!r} parameter of LinearConfig must be one of {list(allowed)}. "
                                   f"Got {getattr(self, name)!r} instead.")
@@ -112,7 +118,7 @@ def _check_range(name: str, value: Any, ok: bool, what: str) -> None:
 PRESETS: dict[str, LinearConfig] = {
     "default": LinearConfig(),
     "anton2022": LinearConfig(C_grid=ANTON2022_C_GRID, standardize=False, val_source="train", legacy_split=True,
-                              binary_softmax=True, select="accuracy"),
+                              binary_softmax=True, select="accuracy", solver="replay"),
 }
 
 
@@ -140,22 +146,28 @@ def split_validation(train: Features, fraction: float, seed: int, *, legacy: boo
 
     Args:
         legacy: the reference's draw (jonahanton/SSL_medicalimaging ``linear.py``): ``np.random.seed(seed)``,
-            shuffle ``range(N)``, hold out the first floor(fraction·N) indices.
+            shuffle ``range(N)``, hold out the first floor(fraction·N) indices, rows kept in shuffled order.
     """
-    if legacy:
+    if legacy:  # rows in the shuffled order, as the reference indexes them: the order changes float sums
         order = np.arange(train.n)
         np.random.RandomState(seed).shuffle(order)  # the same permutation as np.random.seed + np.random.shuffle
         n_val = max(1, int(np.floor(fraction * train.n)))
-    else:
-        order = np.random.default_rng(seed).permutation(train.n)
-        n_val = max(1, int(round(fraction * train.n)))
+        return train.subset(order[n_val:]), train.subset(order[:n_val])
+    order = np.random.default_rng(seed).permutation(train.n)
+    n_val = max(1, int(round(fraction * train.n)))
     return train.subset(np.sort(order[n_val:])), train.subset(np.sort(order[:n_val]))
 
 
+def _keep_float(x: np.ndarray) -> np.ndarray:
+    """float32/float64 arrays as they are (the reference fits float32 features in float32), others as float64."""
+    x = np.asarray(x)
+    return x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
+
+
 def _scaler(x_fit: np.ndarray, enabled: bool) -> Callable[[np.ndarray], np.ndarray]:
-    """z-score with the statistics of `x_fit` (or only cast to float64 when disabled)."""
+    """z-score with the statistics of `x_fit` (or the features unchanged when disabled)."""
     if not enabled:
-        return lambda x: np.asarray(x, dtype=np.float64)
+        return _keep_float
     scaler = StandardScaler().fit(x_fit)
     return lambda x: scaler.transform(np.asarray(x, dtype=np.float64))
 
@@ -272,6 +284,41 @@ def _sklearn(d: _Data, cfg: LinearConfig) -> tuple[list[np.ndarray], list[bool],
     return val_proba, converged, test_proba
 
 
+def _replay(d: _Data, cfg: LinearConfig) -> tuple[list[np.ndarray], list[bool], Callable[[int], np.ndarray]]:
+    """The reference loop's exact trajectory (`_replay.WarmLBFGS`), without scikit-learn's per-call overhead."""
+    loss, factor = _loss(d.task, cfg)
+    n_classes = int(max(d.fit_y.max(), d.val_y.max())) + 1 if loss == "softmax" else 1
+    columns = d.fit_y.shape[1] if d.task == "multi-label" else 1
+
+    def solvers() -> list[WarmLBFGS]:
+        return [WarmLBFGS(loss, n_classes) for _ in range(columns)]
+
+    def fit(models: list[WarmLBFGS], C: float, x: np.ndarray, y: np.ndarray) -> list[WarmLBFGS]:
+        if d.task == "multi-label":  # OneVsRestClassifier clones its estimator: every label starts afresh
+            models = solvers()
+            return [m.fit(x, y[:, j], C) for j, m in enumerate(models)]
+        return [models[0].fit(x, y, C)]
+
+    def proba(models: list[WarmLBFGS], x: np.ndarray) -> np.ndarray:
+        return _scores(d.task, np.concatenate([m.predict_proba(x) for m in models], axis=1))
+
+    models = solvers()
+    val_proba, converged = [], []
+    for C in cfg.C_grid:
+        models = fit(models, factor * C, d.fit_x, d.fit_y)
+        val_proba.append(proba(models, d.val_x))
+        converged.append(all(m.n_iter_ < m.max_iter for m in models))
+
+    def test_proba(i: int) -> np.ndarray:
+        x, y, x_test = d.refit if d.refit is not None else (d.fit_x, d.fit_y, d.test_x)
+        return proba(fit(models, factor * cfg.C_grid[i], x, y), x_test)
+
+    return val_proba, converged, test_proba
+
+
+_SOLVERS = {"fast": _fast, "sklearn": _sklearn, "replay": _replay}
+
+
 def _selection_score(select: str, task: str, y: np.ndarray, proba: np.ndarray) -> float:
     """Validation score for choosing C. Multi-label: the mean over the labels it is defined for, so a rare
     label absent from the (small) validation split does not stop the selection."""
@@ -320,11 +367,14 @@ def linear_probe(train: Features, test: Features, *, preset: str = "default", va
     metrics = tuple(metrics or default_metrics(task))
     select = select or cfg.select or metrics[0]
     d = _prepare(task, train, test, val, cfg, seed)
-    val_proba, converged, test_proba = (_fast if cfg.solver == "fast" else _sklearn)(d, cfg)
+    with threadpool_limits(cfg.n_threads) if cfg.n_threads is not None else contextlib.nullcontext():
+        val_proba, converged, test_proba = _SOLVERS[cfg.solver](d, cfg)
+        scores = [_selection_score(select, task, d.val_y, p) for p in val_proba]
+        best = int(np.argmax(scores))  # the first of equal scores, as the reference's strict '>'
+        final = test_proba(best)
     scores = [_selection_score(select, task, d.val_y, p) for p in val_proba]
-    best = int(np.argmax(scores))  # the first of equal scores, as the reference's strict '>'
     grid = [{"C": C, select: s, "converged": c} for C, s, c in zip(cfg.C_grid, scores, converged, strict=True)]
-    result = evaluate(task, test.y, test_proba(best), metrics, n_boot=cfg.n_boot, seed=seed)
+    result = evaluate(task, test.y, final, metrics, n_boot=cfg.n_boot, seed=seed)
     return ClassificationResult(
         protocol="linear", metrics={k: v[0] for k, v in result.items()},
         ci={k: (v[1], v[2]) for k, v in result.items()}, chosen={"C": cfg.C_grid[best]}, grid=grid,
