@@ -52,3 +52,31 @@ def test_list_of_sizes_is_resized_each(rng: np.random.Generator) -> None:
     assert preprocess(images, input_size=16).shape == (2, 3, 16, 16)
     with pytest.raises(DataError, match="input_size"):
         preprocess(images, input_size=None)
+
+
+def _covidprognosis_histeq(image: np.ndarray) -> np.ndarray:
+    """HistogramNormalize of facebookresearch/CovidPrognosis (covidprognosis/data/transforms.py), one image."""
+    hist, bins = np.histogram(image.flatten(), 256, density=True)
+    cdf = hist.cumsum()
+    cdf = 255 * cdf / cdf[-1]
+    return np.interp(image.flatten(), bins[:-1], cdf).reshape(image.shape)
+
+
+def test_histogram_equalize_matches_covidprognosis() -> None:
+    from medtransfer.data.transforms import histogram_equalize
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.beta(2, 5, size=(3, 3, 20, 20)))
+    x[1] = torch.from_numpy(rng.integers(0, 256, size=(3, 20, 20)) / 255.0)  # uint8-like values: many ties
+    x[2, :, :10] = 0.0  # a big block of one value
+    ours = histogram_equalize(x)
+    for b in range(3):
+        np.testing.assert_allclose(ours[b].numpy(), _covidprognosis_histeq(x[b].numpy()), atol=1e-9)
+
+
+def test_preprocess_histeq_ignores_mean_std_and_names_bad_normalization() -> None:
+    images = np.random.default_rng(1).integers(0, 256, size=(2, 16, 16, 1), dtype=np.uint8)
+    out = preprocess(images, input_size=None, normalization="histeq", mean=(9.0,) * 3, std=(9.0,) * 3)
+    assert float(out.max()) == pytest.approx(255.0) and float(out.min()) >= 0.0
+    with pytest.raises(DataError, match="Unknown normalization 'zscore'"):
+        preprocess(images, input_size=None, normalization="zscore")

@@ -58,6 +58,38 @@ def resize_crop(x: torch.Tensor, size: int, *, crop_pct: float = 1.0, interpolat
     return out.clamp_(0.0, 1.0) if interpolation == "bicubic" else out
 
 
+def histogram_equalize(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
+    """Per-image histogram equalisation to 0-255, batched: CovidPrognosis's ``HistogramNormalize``.
+
+    For each image (all channels together): a `bins`-bin histogram over its [min, max], the cumulative counts scaled
+    to 255, and every value mapped by linear interpolation of that CDF at the left bin edges (``np.interp``: values
+    past the last left edge map to 255). The MIMIC-CheXpert models were trained on this, not on mean/std input.
+
+    Args:
+        x: float (B, C, ...) images.
+
+    Returns:
+        float (B, C, ...) in [0, 255].
+    """
+    flat = x.reshape(len(x), -1).to(torch.float64)  # (B, P)
+    lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values  # (B, 1)
+    width = (hi - lo) / bins
+    flat_ok = width > 0
+    safe = torch.where(flat_ok, width, torch.ones_like(width))
+    pos = (flat - lo) / safe  # position in bin widths
+    idx = pos.floor().clamp_(0, bins - 1).long()  # the last bin includes its right edge, as np.histogram's
+    counts = torch.zeros(len(x), bins, dtype=torch.float64).scatter_add_(1, idx, torch.ones_like(flat))
+    cdf = 255 * counts.cumsum(1) / counts.sum(1, keepdim=True)  # (B, bins)
+    left = pos.floor().clamp_(0, bins - 1)
+    frac = (pos - left).clamp_(0, 1)
+    i = left.long()
+    nxt = torch.gather(cdf, 1, (i + 1).clamp_(max=bins - 1))
+    out = torch.gather(cdf, 1, i) + frac * (nxt - torch.gather(cdf, 1, i))
+    out = torch.where(i >= bins - 1, torch.full_like(out, 255.0), out)  # past the last left edge
+    out = torch.where(flat_ok, out, torch.full_like(out, 255.0))  # a constant image: numpy maps it to 255 too
+    return out.to(x.dtype).reshape(x.shape)
+
+
 def preprocess(images: np.ndarray | Sequence[np.ndarray], *, input_size: int | None, crop_pct: float = 1.0,
                interpolation: str = "bilinear", mean: Sequence[float] = (0.5,), std: Sequence[float] = (0.5,),
                in_chans: int = 3, normalization: str = "meanstd") -> torch.Tensor:
@@ -78,11 +110,15 @@ def preprocess(images: np.ndarray | Sequence[np.ndarray], *, input_size: int | N
         kw = dict(input_size=input_size, crop_pct=crop_pct, interpolation=interpolation, mean=mean, std=std,
                   in_chans=in_chans, normalization=normalization)
         return torch.cat([preprocess(im[None], **kw) for im in images])  # type: ignore[arg-type]
+    if normalization not in ("meanstd", "none", "histeq"):
+        raise DataError(f"Unknown normalization {normalization!r}; use 'meanstd', 'none' or 'histeq'.")
     x = to_tensor(images)
     if input_size is not None:  # resize before matching channels: a grey image is resized once, not three times
         x = resize_crop(x, input_size, crop_pct=crop_pct, interpolation=interpolation)
     x = match_channels(x, in_chans)
-    if normalization == "meanstd":
+    if normalization == "histeq":
+        x = histogram_equalize(x)
+    elif normalization == "meanstd":
         shape = (1, -1) + (1,) * (x.dim() - 2)
         m = torch.tensor(mean, dtype=x.dtype).view(shape)
         s = torch.tensor(std, dtype=x.dtype).view(shape)
