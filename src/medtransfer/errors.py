@@ -38,5 +38,9 @@ class CellError(MedtransferError, RuntimeError):
     """A benchmark cell that failed; the message names model, dataset, protocol and seed."""
 
 
+class TrainingError(MedtransferError, RuntimeError):
+    """A training run that cannot go on: a NaN/infinite loss, a checkpoint of another run in its folder."""
+
+
 class StoreError(MedtransferError, RuntimeError):
     """A results store that cannot be used: not SQLite, a newer schema, or a call out of order."""

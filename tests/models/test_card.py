@@ -20,3 +20,18 @@ def test_defaults_are_the_imagenet_contract() -> None:
 def test_invalid_contract(kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         InputContract(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"sha256": "F37072FD"}, r"'sha256' parameter of ModelCard 'm' must be 8 to 64 lower-case hex digits"),
+    ({"sha256": "abc"}, r"must be 8 to 64 lower-case hex digits \(a digest or its prefix\) or None. Got 'abc'"),
+    ({"url": "https://x/y.pth"}, r"ModelCard 'm' has a weights source but no 'converter'"),
+])
+def test_invalid_card(kwargs: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        ModelCard("m", "resnet18", 512, **kwargs)
+
+
+def test_published_means_a_converter_is_named() -> None:
+    assert ModelCard("m", "resnet18", 512, url="https://x/y.pth", converter="moco").published
+    assert not ModelCard("m", "resnet18", 512).published

@@ -23,7 +23,9 @@ class InputContract:
         interpolation: ``bilinear``, ``bicubic`` or ``nearest`` (MedMNIST's "224" results upsample with nearest).
         mean, std: per-channel normalisation after scaling to [0, 1].
         in_chans: channels the model takes; grey images are repeated to 3, RGB averaged to 1.
-        normalization: ``meanstd``, or ``none`` (SimCLR-v1 checkpoints expect raw [0, 1] input).
+        normalization: ``meanstd``; ``none`` (SimCLR checkpoints expect raw [0, 1] input); or ``histeq``, the
+            256-bin histogram equalisation to 0-255 of CovidPrognosis's ``HistogramNormalize``, which the
+            MIMIC-CheXpert models were trained with (mean/std are then unused).
     """
 
     input_size: int | None = 224
@@ -32,7 +34,7 @@ class InputContract:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     in_chans: int = 3
-    normalization: Literal["meanstd", "none"] = "meanstd"
+    normalization: Literal["meanstd", "none", "histeq"] = "meanstd"
 
     def __post_init__(self) -> None:
         if self.input_size is not None and not (8 <= self.input_size <= 1024):
@@ -55,8 +57,14 @@ class ModelCard:
         arch: architecture builder name in ``ARCHS``.
         feature_dim: length of the pooled feature vector the backbone returns.
         input: the preprocessing the weights expect.
-        url, sha256, converter: where published weights come from and how to convert them; None for
-            architectures used from random initialisation.
+        url: where the published weights are downloaded from; None for random initialisation, and for
+            published files with no direct link (then `manual` says how to get them).
+        sha256: the published file's sha256, in full or as a prefix of at least 8 hex digits (torchvision's
+            file names carry one); None where no digest is published: the first verified file is then recorded
+            in the lock file (``$MEDTRANSFER_HOME/models.lock.json``) and later files must match it.
+        converter: name of the source-format converter (``medtransfer.models.convert.CONVERTERS``).
+        filename: the published file's name (the download is stored under it; manual copies are looked up by it).
+        manual: how to get the file by hand where it cannot be fetched (login, cloud console, TF checkpoint).
         init_seed: seed of the random initialisation when no weights are loaded, so "random init" is
             one fixed, reproducible model (and its features can be cached).
     """
@@ -69,9 +77,25 @@ class ModelCard:
     url: str | None = None
     sha256: str | None = None
     converter: str | None = None
+    filename: str | None = None
+    manual: str = ""
     init_seed: int = 0
     method: str = "random init"
     pretraining_data: str = "none"
     paper: str = ""
     license: str = ""
     description: str = ""
+
+    def __post_init__(self) -> None:
+        sha = self.sha256
+        if sha is not None and not (8 <= len(sha) <= 64 and all(c in "0123456789abcdef" for c in sha)):
+            raise ConfigError(f"The 'sha256' parameter of ModelCard {self.name!r} must be 8 to 64 lower-case hex "
+                              f"digits (a digest or its prefix) or None. Got {sha!r} instead.")
+        if (self.url or self.manual) and self.converter is None:
+            raise ConfigError(f"ModelCard {self.name!r} has a weights source but no 'converter'; name the source "
+                              f"format (see medtransfer.models.convert.CONVERTERS).")
+
+    @property
+    def published(self) -> bool:
+        """True when the card's weights are a published checkpoint (fetched or converted), not a random init."""
+        return self.converter is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from medtransfer.models.card import InputContract, ModelCard
+from medtransfer.models.published import PUBLISHED
 from medtransfer.registry import Registry
 
 MODELS: Registry[ModelCard] = Registry("model")
@@ -26,4 +27,24 @@ for _card in (
     ModelCard("test-cnn", "test-cnn", 16, input=InputContract(input_size=None, mean=(0.5,) * 3, std=(0.5,) * 3),
               description="A 2-layer CNN with 16-d features, for tests."),
 ):
+    MODELS.add(_card.name, _card)
+
+# 3D encoders (MONAI; models/backbones3d.py): grey volumes at their stored size, normalised as MedMNIST3D.
+_VOL = InputContract(input_size=None, mean=(0.5,), std=(0.5,), in_chans=1)
+for _card in (
+    ModelCard("resnet18-3d", "resnet18-3d", 512, input=_VOL, dims=3,
+              description="3D ResNet-18 (MONAI), one input channel; random initialisation."),
+    ModelCard("resnet10-3d", "resnet10-3d", 512, input=_VOL, dims=3,
+              description="3D ResNet-10 (MONAI), one input channel; random initialisation."),
+    ModelCard("unet-encoder-3d", "unet-encoder-3d", 128, input=_VOL, dims=3,
+              paper="Taleb et al., 3D Self-Supervised Methods for Medical Imaging, NeurIPS 2020",
+              description="3D U-Net down path (4 levels, 16 filters doubling, max pooling), the pretext-task "
+                          "encoder of Taleb et al.; random initialisation."),
+    ModelCard("test-cnn3d", "test-cnn3d", 16, input=_VOL, dims=3,
+              description="A 2-layer 3D CNN with 16-d features, for tests."),
+):
+    MODELS.add(_card.name, _card)
+
+# Published checkpoints (models/published.py): fetched or converted into $MEDTRANSFER_HOME/models/<name>/.
+for _card in PUBLISHED:
     MODELS.add(_card.name, _card)

@@ -1,0 +1,67 @@
+"""3D backbones (MONAI): volumes (B, C, D, H, W) -> pooled (B, D) features, registered into ``ARCHS``.
+
+MONAI is imported inside the builders, so importing the model registry stays cheap.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from medtransfer.models.backbones import ARCHS
+
+
+def _monai_resnet(depth: int, in_chans: int) -> nn.Module:
+    from monai.networks.nets import resnet
+
+    # feed_forward=False: no classifier, forward ends conv1..layer4 -> avgpool -> flatten (512-d for 10/18/34)
+    return getattr(resnet, f"resnet{depth}")(spatial_dims=3, n_input_channels=in_chans, feed_forward=False)
+
+
+class UNetEncoder3D(nn.Module):
+    """The down path of a 3D U-Net (Taleb et al. 2020's pretext encoder): conv blocks with max pooling.
+
+    Four levels of two (conv 3x3x3 -> batch norm -> ReLU) blocks; `filters` channels at the first level,
+    doubling per level; global average pooling gives ``filters * 2**(levels-1)`` features (128 by default).
+    """
+
+    def __init__(self, in_chans: int = 1, filters: int = 16, levels: int = 4) -> None:
+        super().__init__()
+        from monai.networks.blocks import Convolution
+
+        layers: list[nn.Module] = []
+        c_in = in_chans
+        for level in range(levels):
+            c_out = filters * 2**level
+            layers += [Convolution(3, c_in, c_out, norm="batch", act="relu"),
+                       Convolution(3, c_out, c_out, norm="batch", act="relu")]
+            if level < levels - 1:
+                # ceil_mode: a 7-voxel patch (a 3x3x3 grid cell of a 28^3 volume) still reaches the last level
+                layers.append(nn.MaxPool3d(2, ceil_mode=True))
+            c_in = c_out
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool3d(1), nn.Flatten())
+        self.feature_dim = c_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)  # (B, filters * 2**(levels-1))
+
+
+class TinyCNN3D(nn.Module):
+    """A 2-layer 3D CNN (16-d features) for fast tests on CPU."""
+
+    def __init__(self, in_chans: int = 1, width: int = 16) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv3d(in_chans, 8, 3, stride=2, padding=1), nn.BatchNorm3d(8), nn.ReLU(inplace=True),
+            nn.Conv3d(8, width, 3, stride=2, padding=1), nn.BatchNorm3d(width), nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool3d(1), nn.Flatten(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)  # (B, 16)
+
+
+ARCHS.add("resnet10-3d", lambda c: _monai_resnet(10, c))
+ARCHS.add("resnet18-3d", lambda c: _monai_resnet(18, c))
+ARCHS.add("unet-encoder-3d", UNetEncoder3D)
+ARCHS.add("test-cnn3d", TinyCNN3D)
