@@ -1,0 +1,364 @@
+"""Finetuning: a backbone plus a linear head trained end to end on images, with the presets of the reference studies.
+
+Unlike the frozen protocols this one takes images, not features: it trains the model. Presets (PROTOCOLS.md):
+
+- ``medmnist`` — MedMNIST v2 (Yang et al. 2023, ``train_and_eval_pytorch.py``): Adam 1e-3, batch 128, 100 epochs,
+  learning rate x0.1 at 50% and 75% of training, no augmentation; the epoch with the best validation AUC is kept.
+- ``anton2022`` — Anton et al. 2022 (§1.7): SGD Nesterov 0.9, lr 1e-2, wd 1e-8, batch 64, 5000 steps, cosine decay
+  per step, RandomResizedCrop + flip. ``early_stopping=true`` validates every 200 steps on a stratified 80/20 split
+  of train, stops after 3 evaluations without improvement and restores the best weights (really: a deep copy).
+- ``taleb2020`` — Taleb et al. 2020 (§4): Adam 5e-5, batch 32, 20 epochs of which the first 3 train the head with
+  the encoder frozen; zoom + flips; ordinal tasks use the cumulative (BCE) encoding.
+
+Model selection only ever sees the validation split (the SimCLR-MedMNIST reference selected on test); the test
+split is read once, after training, to score the selected weights. ``init="scratch"`` runs the same protocol from
+random initialisation: the supervised baseline.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import shutil
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from medtransfer.config import config_hash, from_dict
+from medtransfer.data.base import ImageDataset
+from medtransfer.errors import ConfigError, DataError
+from medtransfer.features import default_device
+from medtransfer.models.factory import build, card_of
+from medtransfer.protocols._augment import AUGMENTATIONS
+from medtransfer.protocols._finetune_data import EvalBatches, StepBatches, holdout
+from medtransfer.protocols._finetune_module import FinetuneModule, LastCheckpoint, probabilities
+from medtransfer.protocols.base import ClassificationResult, default_metrics
+from medtransfer.protocols.metrics import evaluate
+from medtransfer.registry import did_you_mean
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything a finetuning run does. Start from a preset (`PRESETS`) and override fields by name.
+
+    Attributes:
+        optimizer: ``sgd`` (with `momentum`, `nesterov`) or ``adam``.
+        lr, weight_decay: optimiser settings.
+        batch_size: images per step (capped at the training-set size).
+        epochs, steps: the length of training; exactly one is set (a preset's `steps` is dropped when you
+            override `epochs`, and the other way round).
+        schedule: ``cosine`` (per step, to 0), ``multistep`` (x `gamma` at each of `milestones`, given as shares
+            of training so that 0.5 / 0.75 are MedMNIST's epochs 50 / 75 of 100 at any length) or ``constant``.
+        augment: ``none``, ``rrc_flip`` (RandomResizedCrop + horizontal flip) or ``zoom_flip``.
+        warmup_epochs: epochs at the start that train the head alone, the encoder frozen.
+        select_best: validate and keep the weights with the best `select_metric` (else keep the last weights).
+        early_stopping: stop after `patience` validations without improvement; implies `select_best`.
+        val_every: validate every this many steps; None: once per epoch.
+        val_source: ``split`` (the dataset's val split) or ``holdout`` (a stratified `holdout` share of train,
+            as Anton et al.); ``split`` falls back to a hold-out when no val split is given.
+        ordinal_encoding: for ordinal tasks, C - 1 cumulative sigmoid outputs with BCE instead of softmax + CE.
+        init: ``pretrained`` (the model as given) or ``scratch`` (its architecture, re-initialised from `seed`).
+        bf16: bf16 autocast for the forward passes (training and evaluation).
+        deterministic: deterministic algorithms and seeded RNGs (a resumed run then ends with the same weights).
+        n_boot: bootstrap resamples for the test-metric intervals.
+    """
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = True
+    batch_size: int = 128
+    epochs: int | None = 100
+    steps: int | None = None
+    schedule: str = "multistep"
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+    augment: str = "none"
+    warmup_epochs: int = 0
+    select_best: bool = True
+    select_metric: str = "auc"
+    early_stopping: bool = False
+    patience: int = 3
+    val_every: int | None = None
+    val_source: str = "split"
+    holdout: float = 0.2
+    ordinal_encoding: bool = False
+    init: str = "pretrained"
+    bf16: bool = False
+    deterministic: bool = True
+    n_boot: int = 1000
+
+    def __post_init__(self) -> None:
+        choices = {"optimizer": ("sgd", "adam"), "schedule": ("cosine", "multistep", "constant"),
+                   "augment": AUGMENTATIONS, "select_metric": ("auc", "accuracy", "balanced_accuracy"),
+                   "val_source": ("split", "holdout"), "init": ("pretrained", "scratch")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"The {name!r} parameter of FinetuneConfig must be one of {list(allowed)}. "
+                                  f"Got {getattr(self, name)!r} instead.")
+        if (self.epochs is None) == (self.steps is None):
+            raise ConfigError("FinetuneConfig needs exactly one of 'epochs' and 'steps'. Got epochs="
+                              f"{self.epochs!r}, steps={self.steps!r}.")
+        for name in ("batch_size", "epochs", "steps", "patience", "val_every"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"The {name!r} parameter of FinetuneConfig must be an int in the range [1, inf). "
+                                  f"Got {value!r} instead.")
+        if not 0.0 < self.holdout < 1.0 or self.lr <= 0.0:
+            raise ConfigError(f"FinetuneConfig needs 0 < holdout < 1 and lr > 0. Got holdout={self.holdout!r}, "
+                              f"lr={self.lr!r}.")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "medmnist": {},  # the FinetuneConfig defaults are MedMNIST v2's protocol
+    "anton2022": {"optimizer": "sgd", "lr": 1e-2, "weight_decay": 1e-8, "batch_size": 64, "epochs": None,
+                  "steps": 5000, "schedule": "cosine", "augment": "rrc_flip", "select_best": False,
+                  "select_metric": "accuracy", "val_every": 200, "val_source": "holdout"},
+    "taleb2020": {"lr": 5e-5, "batch_size": 32, "epochs": 20, "warmup_epochs": 3, "schedule": "constant",
+                  "augment": "zoom_flip", "select_best": False, "ordinal_encoding": True},
+}
+
+
+def resolve_config(preset: str = "medmnist", **overrides: Any) -> FinetuneConfig:
+    """A preset with `overrides` applied (strict keys, did-you-mean on a typo).
+
+    Examples:
+        >>> resolve_config("anton2022", early_stopping=True).steps
+        5000
+        >>> resolve_config("anton2022", epochs=2).steps is None
+        True
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"Unknown finetune preset {preset!r}.{did_you_mean(preset, list(PRESETS))} "
+                          f"Allowed presets: {', '.join(PRESETS)}.")
+    values = dict(PRESETS[preset])
+    if "epochs" in overrides and "steps" not in overrides:
+        values["steps"] = None  # the length the user gave replaces the preset's, whichever unit it has
+    if "steps" in overrides and "epochs" not in overrides:
+        values["epochs"] = None
+    return from_dict(FinetuneConfig, values | overrides, where=f"finetune options (preset {preset!r})")
+
+
+def _scratch(model: nn.Module, seed: int) -> nn.Module:
+    """`model` with the weights its architecture's builder draws at `seed` (the builder's own init scheme, e.g.
+    torchvision's Kaiming init for ResNets, not each layer's generic `reset_parameters`)."""
+    card = card_of(model)
+    fresh = build(card.arch, card.input.in_chans, seed=seed)
+    model.load_state_dict(fresh.state_dict())
+    return model
+
+
+# Lightning warnings that say nothing about this run: num_workers=0 is chosen (the batches are tensor slices),
+# a validation step without a val loader is the no-selection case, the pytree one is Lightning's own deprecation.
+_LIGHTNING_NOISE = (".*does not have many workers.*", ".*resuming from a checkpoint that ended before the epoch.*",
+                    ".*no `val_dataloader`.*", ".*LeafSpec.*is deprecated.*", ".*litlogger.*")
+
+
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Hide Lightning's per-run banners (GPU available ..., few dataloader workers ...): num_workers=0 is chosen."""
+    names = ["pytorch_lightning", *(n for n in logging.root.manager.loggerDict if n.startswith("pytorch_lightning."))]
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for message in _LIGHTNING_NOISE:
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _predict(module: FinetuneModule, ds: ImageDataset, cfg: FinetuneConfig, device: torch.device) -> np.ndarray:
+    """Class probabilities (N, C) of a split under the module's current weights."""
+    module.eval().to(device)
+    out = []
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        for x, _ in EvalBatches(ds, module.contract, max(cfg.batch_size, 256)):
+            out.append(probabilities(module(x.to(device)), module.task, ordinal=module.ordinal).cpu())
+    return torch.cat(out).double().numpy()
+
+
+def _splits(train: ImageDataset, val: ImageDataset | None, cfg: FinetuneConfig,
+            seed: int) -> tuple[ImageDataset, ImageDataset | None]:
+    if not (cfg.select_best or cfg.early_stopping):
+        return train, None  # no selection: train on everything, as Anton et al. without -e
+    if cfg.val_source == "holdout" or val is None:
+        return holdout(train, cfg.holdout, seed)
+    return train, val
+
+
+def _trainer(cfg: FinetuneConfig, device: torch.device, *, max_steps: int, val_every: int | None,
+             ckpt_dir: Path | None, progress: bool, callbacks: Sequence[pl.Callback]) -> pl.Trainer:
+    extra = [LastCheckpoint(ckpt_dir, every=None if val_every else 100)] if ckpt_dir is not None else []
+    return pl.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_steps=max_steps, max_epochs=-1,
+        val_check_interval=val_every or max_steps, check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        limit_val_batches=None if val_every else 0, precision="bf16-mixed" if cfg.bf16 else "32-true",
+        deterministic=cfg.deterministic, logger=False, enable_checkpointing=False, enable_model_summary=False,
+        enable_progress_bar=progress, callbacks=[*callbacks, *extra])
+
+
+class Finetuner:
+    """Finetune a backbone + linear head (sklearn style: `fit` returns self, learned state ends in ``_``).
+
+    Args:
+        preset: ``medmnist``, ``anton2022`` or ``taleb2020``; `overrides` change any `FinetuneConfig` field.
+        seed: weights of the head (and of the backbone with ``init="scratch"``), batch order, augmentation.
+        checkpoint_dir: where ``last.ckpt`` is kept while training; a run that finds one there (after a kill)
+            resumes from it. Deleted when training finishes. None: no checkpoints.
+        device: CUDA when available, else the CPU.
+        progress: a progress bar with the loss and validation score (default: when stderr is a terminal).
+        callbacks: extra Lightning callbacks (loggers, or a test's spy).
+
+    Attributes:
+        module_: the trained `FinetuneModule` (``backbone`` + ``head``), holding the selected weights.
+        chosen_: preset, init, total / stopped / best step, best validation score, and ``best_epoch``: the
+            whole epochs done at the best validation (validating at epoch ends, as MedMNIST: epoch 1, 2, ...).
+        history_: one ``{"step", "val_<metric>"}`` entry per validation.
+        n_train_: images trained on (after any hold-out).
+
+    Examples:
+        >>> net = models.create("resnet18-small")  # doctest: +SKIP
+        >>> ft = Finetuner("medmnist", init="scratch", epochs=10).fit(net, train, val)  # doctest: +SKIP
+        >>> ft.score(test).metrics  # doctest: +SKIP
+    """
+
+    def __init__(self, preset: str = "medmnist", *, seed: int = 0, checkpoint_dir: str | Path | None = None,
+                 device: str | torch.device | None = None, progress: bool | None = None,
+                 callbacks: Sequence[pl.Callback] = (), **overrides: Any) -> None:
+        self.preset, self.seed, self.checkpoint_dir = preset, seed, checkpoint_dir
+        self.device, self.progress, self.callbacks = device, progress, tuple(callbacks)
+        self.cfg = resolve_config(preset, **overrides)
+
+    def fit(self, model: nn.Module, train: ImageDataset, val: ImageDataset | None = None, *,
+            task: str | None = None) -> Finetuner:
+        """Train a copy of `model` (never `model` itself) on `train`, selecting on `val` only.
+
+        Args:
+            model: a backbone returning pooled (B, D) features, with a `.card` (`medtransfer.models.create`).
+            train: the training split; for a label budget pass a `SubsetDataset` of it (as the runner does).
+            val: the validation split; None: a stratified hold-out of train when the preset validates.
+            task: the train card's task when None.
+        """
+        cfg, seed = self.cfg, self.seed
+        self.task_ = task or train.card.task
+        device = default_device(self.device)
+        fit_train, fit_val = _splits(train, val, cfg, seed)
+        batches = StepBatches(fit_train, min(cfg.batch_size, len(fit_train)), seed, 0)
+        spe = batches.steps_per_epoch
+        total = batches.total_steps = cfg.steps if cfg.steps is not None else cfg.epochs * spe  # type: ignore[operator]
+        net = copy.deepcopy(model).train()  # models come from `create` in eval mode, ready for extraction
+        if cfg.init == "scratch":
+            _scratch(net, seed)
+        n_classes = train.card.num_classes
+        ordinal = cfg.ordinal_encoding and self.task_ == "ordinal"
+        run_key = config_hash({"cfg": dataclasses.asdict(cfg), "seed": seed, "task": self.task_,
+                               "model": card_of(model).name, "n_train": len(fit_train),
+                               "n_val": 0 if fit_val is None else len(fit_val)})
+        with torch.random.fork_rng(devices=[]):
+            pl.seed_everything(seed, workers=False, verbose=False)
+            self.module_ = FinetuneModule(net, n_classes - 1 if ordinal else n_classes, cfg, task=self.task_,
+                                          n_classes=n_classes, contract=card_of(model).input, seed=seed,
+                                          total_steps=total, warmup_steps=cfg.warmup_epochs * spe, run_key=run_key)
+            _fit(self.module_, batches, fit_val, cfg, device,
+                 val_every=min(cfg.val_every or spe, total) if fit_val is not None else None,
+                 ckpt_dir=Path(self.checkpoint_dir) if self.checkpoint_dir is not None else None,
+                 progress=sys.stderr.isatty() if self.progress is None else self.progress, callbacks=self.callbacks)
+        m = self.module_
+        m.restore_best()  # model selection is over: only from here on may a test split be read
+        best = m.best_step_ if m.best_state_ is not None else None
+        self.chosen_ = {"preset": self.preset, "init": cfg.init, "steps": total, "stopped_step": m.global_step,
+                        "best_step": best, "best_epoch": None if best is None else best // spe,
+                        f"val_{cfg.select_metric}": m.best_score_ if best is not None else None}
+        self.history_, self.n_train_ = m.history_, len(fit_train)
+        return self
+
+    def predict_proba(self, ds: ImageDataset) -> np.ndarray:
+        """Class probabilities (N, C) of every image of `ds` under the selected weights."""
+        if not hasattr(self, "module_"):
+            raise ConfigError("This Finetuner is not fitted yet. Call fit(model, train, val) before "
+                              "predict_proba() or score().")
+        return _predict(self.module_, ds, self.cfg, default_device(self.device))
+
+    def score(self, test: ImageDataset, metrics: Sequence[str] | None = None) -> ClassificationResult:
+        """The selected weights' metrics on `test`, with bootstrap intervals (the card's metrics when None)."""
+        card = test.card
+        metrics = tuple(metrics or (card.default_metric, *(m for m in card.metrics if m != card.default_metric)))
+        proba = self.predict_proba(test)
+        scores = evaluate(self.task_, test.labels, proba, metrics or default_metrics(self.task_),
+                          n_boot=self.cfg.n_boot, seed=self.seed)
+        return ClassificationResult(protocol="finetune", metrics={k: v[0] for k, v in scores.items()},
+                                    ci={k: (v[1], v[2]) for k, v in scores.items()}, chosen=dict(self.chosen_),
+                                    grid=list(self.history_), n_train=self.n_train_, n_test=len(test),
+                                    seed=self.seed, config=dataclasses.asdict(self.cfg))
+
+
+def finetune(model: nn.Module, train: ImageDataset, val: ImageDataset | None, test: ImageDataset, *,
+             preset: str = "medmnist", seed: int = 0, task: str | None = None,
+             metrics: Sequence[str] | None = None, **kwargs: Any) -> ClassificationResult:
+    """Train `model` + a linear head on `train`, select on `val`, score the selected weights on `test`.
+
+    `kwargs` are `Finetuner` arguments (checkpoint_dir, device, progress, callbacks) and `FinetuneConfig`
+    overrides (``init="scratch"``, ``epochs=10``, ``early_stopping=True`` ...).
+
+    Returns:
+        Test metrics with bootstrap intervals; `chosen` holds the best step/epoch and validation score, `grid`
+        every validation.
+
+    Examples:
+        >>> net = models.create("resnet18-small")  # doctest: +SKIP
+        >>> splits = [data.load("breastmnist", s) for s in ("train", "val", "test")]  # doctest: +SKIP
+        >>> finetune(net, *splits, preset="medmnist", init="scratch", epochs=10).metrics  # doctest: +SKIP
+    """
+    return Finetuner(preset, seed=seed, **kwargs).fit(model, train, val, task=task).score(test, metrics)
+
+
+def _fit(module: FinetuneModule, batches: StepBatches, val: ImageDataset | None, cfg: FinetuneConfig,
+         device: torch.device, *, val_every: int | None, ckpt_dir: Path | None, progress: bool,
+         callbacks: Sequence[pl.Callback]) -> None:
+    """Run (or resume) the Lightning loop; on success the checkpoint folder's `last.ckpt` is removed."""
+    if len(batches.ds) < 2:
+        raise DataError(f"Finetuning needs at least 2 training images; got {len(batches.ds)}.")
+    last = ckpt_dir / "last.ckpt" if ckpt_dir is not None else None
+    if ckpt_dir is not None:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    # Trainer(deterministic=...) sets torch's process-wide flag already when it is built
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    with _quiet_lightning():
+        trainer = _trainer(cfg, device, max_steps=batches.total_steps, val_every=val_every, ckpt_dir=ckpt_dir,
+                           progress=progress, callbacks=callbacks)
+    batches.start_step = lambda: trainer.global_step  # a resumed trainer stands at its checkpoint's step
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0, pin_memory=device.type == "cuda")
+    val_loader = None
+    if val is not None:
+        val_loader = torch.utils.data.DataLoader(EvalBatches(val, module.contract, max(cfg.batch_size, 256)),
+                                                 batch_size=None, num_workers=0)
+    resume = last if last is not None and last.exists() else None
+    if resume is not None:
+        log.info("resuming finetuning from %s", resume)
+    try:
+        with _quiet_lightning():
+            trainer.fit(module, train_dataloaders=loader, val_dataloaders=val_loader, ckpt_path=resume)
+    finally:  # Lightning's deterministic mode is process-wide: leave the process as it was for the code after
+        torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
+    if ckpt_dir is not None and last is not None:
+        last.unlink(missing_ok=True)
+        if not any(ckpt_dir.iterdir()):
+            shutil.rmtree(ckpt_dir, ignore_errors=True)

@@ -1,0 +1,223 @@
+"""Finetuning on tiny phantoms: presets, selection on validation only, restored best weights, resume, NaN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from medtransfer import data, models
+from medtransfer.data.base import ArrayDataset, DatasetCard, ImageDataset
+from medtransfer.data.splits import label_subset
+from medtransfer.errors import ConfigError, TrainingError, UnknownNameError
+from medtransfer.models.factory import build
+from medtransfer.protocols.base import ClassificationResult
+from medtransfer.protocols.finetune import PRESETS, Finetuner, finetune, resolve_config
+
+FAST = {"n_boot": 20, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def splits() -> tuple[ImageDataset, ImageDataset, ImageDataset]:
+    return tuple(data.load("phantom-binary-32", s, n=n)  # type: ignore[return-value]
+                 for s, n in (("train", 96), ("val", 48), ("test", 48)))
+
+
+@pytest.fixture(scope="module")
+def net() -> nn.Module:
+    return models.create("test-cnn")
+
+
+class _Snapshots(pl.Callback):
+    """Spy: the module's weights after every validation, and the first step each fit started at."""
+
+    def __init__(self) -> None:
+        self.at: dict[int, dict[str, torch.Tensor]] = {}
+        self.first_step: int | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.at[trainer.global_step] = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if self.first_step is None:
+            self.first_step = trainer.global_step
+
+
+class _Killed(Exception):
+    """What the simulated kill raises (Lightning turns a KeyboardInterrupt into SystemExit)."""
+
+
+class _Kill(pl.Callback):
+    """Simulates a kill: raises when the trainer is about to run step `at`."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if trainer.global_step == self.at:
+            raise _Killed(f"simulated kill before step {self.at}")
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_each_preset_runs_a_few_steps(preset: str, splits: tuple, net: nn.Module) -> None:
+    result = finetune(net, *splits, preset=preset, steps=4, batch_size=16, val_every=2, **FAST)
+    assert isinstance(result, ClassificationResult) and result.protocol == "finetune"
+    assert result.chosen["stopped_step"] == 4 and result.chosen["preset"] == preset
+    assert set(result.metrics) == {"accuracy", "auc"} and all(0.0 <= v <= 1.0 for v in result.metrics.values())
+    cfg = resolve_config(preset)
+    assert (result.chosen["best_step"] is not None) == cfg.select_best  # validated iff the preset selects
+    assert not torch.are_deterministic_algorithms_enabled()  # Lightning's process-wide flag is put back
+
+
+def test_model_passed_in_is_not_changed_and_scratch_draws_the_builders_init(splits: tuple, net: nn.Module) -> None:
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    # one step, all of it warm-up (batch = the whole set): the encoder is frozen, so it ends as it started
+    ft = Finetuner("taleb2020", init="scratch", seed=1, steps=1, warmup_epochs=1, batch_size=96,
+                   **FAST).fit(net, splits[0])
+    assert _same(before, net.state_dict())  # the caller's model is copied, never trained
+    start = ft.module_.backbone.state_dict()
+    assert _same(start, build(net.card.arch, net.card.input.in_chans, seed=1).state_dict())
+    assert not _same(start, before)  # seed 1, not the card's init seed 0
+
+
+def test_early_stopping_restores_the_best_weights_not_the_last(splits: tuple, net: nn.Module) -> None:
+    spy = _Snapshots()
+    ft = Finetuner("anton2022", early_stopping=True, patience=1, steps=40, val_every=2, batch_size=16, lr=0.05,
+                   callbacks=[spy], **FAST).fit(net, splits[0])
+    best, stopped = ft.chosen_["best_step"], ft.chosen_["stopped_step"]
+    assert stopped < 40, "precondition: patience 1 stops before the end"
+    assert best < stopped and best in spy.at and stopped in spy.at
+    final = ft.module_.state_dict()
+    assert _same(final, spy.at[best])  # the weights themselves, as they were at the best validation
+    assert not _same(final, spy.at[stopped])  # ... not the live weights of the last step (the reference's bug)
+    # no val split passed: trained on the stratified 80% of train, validated on the rest (Anton et al.)
+    assert ft.n_train_ == len(label_subset(np.asarray(splits[0].labels), fraction=0.8, seed=0)) < len(splits[0])
+
+
+def test_resume_after_kill_ends_like_an_uninterrupted_run(splits: tuple, net: nn.Module, tmp_path: Path) -> None:
+    kw = dict(steps=12, val_every=4, batch_size=16, lr=0.05, augment="rrc_flip", **FAST)
+    whole = Finetuner("medmnist", **kw).fit(net, splits[0], splits[1])
+    ckpt = tmp_path / "cell"
+    with pytest.raises(_Killed):
+        Finetuner("medmnist", checkpoint_dir=ckpt, callbacks=[_Kill(8)], **kw).fit(net, splits[0], splits[1])
+    saved = torch.load(ckpt / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == 8
+    spy = _Snapshots()
+    resumed = Finetuner("medmnist", checkpoint_dir=ckpt, callbacks=[spy], **kw).fit(net, splits[0], splits[1])
+    assert spy.first_step == 8 and resumed.chosen_["stopped_step"] == 12
+    assert resumed.history_ == whole.history_ and resumed.chosen_ == whole.chosen_
+    assert _same(resumed.module_.state_dict(), whole.module_.state_dict())
+    assert not ckpt.exists()  # a finished run removes its checkpoint
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(splits: tuple, net: nn.Module, tmp_path: Path) -> None:
+    kw = dict(steps=8, val_every=4, batch_size=16, **FAST)
+    with pytest.raises(_Killed):
+        Finetuner("medmnist", checkpoint_dir=tmp_path, callbacks=[_Kill(4)], **kw).fit(net, splits[0], splits[1])
+    with pytest.raises(TrainingError, match="another finetuning run"):
+        Finetuner("medmnist", checkpoint_dir=tmp_path, lr=0.5, **kw).fit(net, splits[0], splits[1])
+
+
+class _SpyDataset(ArrayDataset):
+    """A test split that logs every read, so a test can tell when (if ever) training looked at it."""
+
+    def __init__(self, source: ImageDataset, labels: np.ndarray, log: list[str]) -> None:
+        images = source.images(np.arange(len(source)))
+        super().__init__(source.card, "test", images, labels, fingerprint="spy")
+        self.events = log
+
+    def images(self, index: np.ndarray) -> np.ndarray:
+        self.events.append("test-read")
+        return super().images(index)
+
+
+class _FitEnd(pl.Callback):
+    def __init__(self, log: list[str]) -> None:
+        self.events = log
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.events.append("fit-end")
+
+
+def test_test_split_never_reaches_model_selection(splits: tuple, net: nn.Module) -> None:
+    train, val, test = splits
+    runs = []
+    for labels in (np.asarray(test.labels), 1 - np.asarray(test.labels)):  # true labels, then every one flipped
+        log: list[str] = []
+        spy = _SpyDataset(test, labels, log)
+        runs.append(finetune(net, train, val, spy, steps=9, val_every=3, batch_size=16, lr=0.05,
+                             callbacks=[_FitEnd(log)], **FAST))
+        assert log[0] == "fit-end" and log.count("fit-end") == 1  # every test read comes after training
+    clean, poisoned = runs
+    assert clean.chosen == poisoned.chosen and clean.grid == poisoned.grid  # selection blind to test labels
+    assert clean.metrics["accuracy"] == pytest.approx(1.0 - poisoned.metrics["accuracy"])
+
+
+class _NaNNet(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.card = inner, inner.card
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) * float("nan")
+
+
+def test_nan_loss_stops_the_run_with_an_error_that_says_so(splits: tuple, net: nn.Module) -> None:
+    with pytest.raises(TrainingError, match=r"step 0: the training loss is nan\. Lower the learning rate"):
+        finetune(_NaNNet(net), *splits, steps=3, batch_size=16, **FAST)
+
+
+def test_taleb_warmup_freezes_the_encoder_then_trains_it(splits: tuple, net: nn.Module) -> None:
+    frozen = Finetuner("taleb2020", steps=3, warmup_epochs=1, batch_size=96, lr=1e-2, **FAST)
+    ft = frozen.fit(net, splits[0])  # batch = whole set: 1 step per epoch, so step 0 is warm-up
+    after = ft.module_.backbone.state_dict()
+    assert any(not torch.equal(after[k], v) for k, v in net.state_dict().items())  # steps 1-2 train it
+    head_only = Finetuner("taleb2020", steps=1, warmup_epochs=1, batch_size=96, lr=1e-2, **FAST).fit(net, splits[0])
+    assert _same(head_only.module_.backbone.state_dict(), net.state_dict())  # step 0 left it untouched
+
+
+def test_ordinal_preset_trains_on_an_ordinal_phantom(net: nn.Module) -> None:
+    tr, va, te = (data.load("phantom-grade-32", s, n=48) for s in ("train", "val", "test"))
+    assert tr.card.task == "ordinal"
+    result = finetune(net, tr, va, te, preset="taleb2020", steps=2, batch_size=16, **FAST)
+    assert "qw_kappa" in result.metrics or set(result.metrics) >= {"accuracy", "auc"}
+
+
+def test_config_errors_name_the_problem() -> None:
+    with pytest.raises(ConfigError, match="Unknown finetune preset 'medmnst'.*medmnist"):
+        resolve_config("medmnst")
+    with pytest.raises(UnknownNameError, match="Unknown key 'epoch'.*epochs"):
+        resolve_config("medmnist", epoch=3)
+    with pytest.raises(ConfigError, match="exactly one of 'epochs' and 'steps'"):
+        resolve_config("medmnist", epochs=2, steps=3)
+    with pytest.raises(ConfigError, match="'optimizer' parameter of FinetuneConfig must be one of"):
+        resolve_config("medmnist", optimizer="lamb")
+    assert resolve_config("anton2022", epochs=2).steps is None  # an override in epochs replaces preset steps
+    with pytest.raises(ConfigError, match="not fitted yet"):
+        Finetuner().predict_proba(data.load("phantom-binary-32", "test", n=4))
+
+
+def test_multilabel_task_trains_with_bce_and_scores_every_label(net: nn.Module) -> None:
+    card = DatasetCard("tiny-multilabel", task="multi-label", label_names=("a", "b", "c"), channels=1,
+                       image_size=16, metrics=("accuracy", "auc"), default_metric="auc")
+    rng = np.random.default_rng(0)
+    split = {}
+    for name, n in (("train", 48), ("val", 24), ("test", 24)):
+        images = rng.integers(0, 256, (n, 16, 16, 1), dtype=np.uint8)
+        labels = (rng.random((n, 3)) < 0.5).astype(np.uint8)
+        labels[0], labels[1] = 0, 1  # both values of every label in every split, so each label's AUC exists
+        split[name] = ArrayDataset(card, name, images, labels, fingerprint=name)
+    result = finetune(net, split["train"], split["val"], split["test"], steps=3, batch_size=16, **FAST)
+    assert set(result.metrics) == {"auc", "accuracy"} and result.chosen["best_step"] is not None
+    assert all(0.0 <= v <= 1.0 for v in result.metrics.values())
