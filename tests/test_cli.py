@@ -71,3 +71,53 @@ def test_eval_json_with_budget_and_options() -> None:
     per_class = runner.invoke(app, ["eval", "linear", "--model", "test-cnn", "--dataset", "phantom-binary-28",
                                     "--per-class", "5", "--json"])
     assert json.loads(per_class.stdout.strip().splitlines()[-1])["n_train"] == 10
+
+
+def _moco_cxr_file(path: Path, arch: str = "resnet18") -> None:
+    """A checkpoint in MoCo-CXR's published layout (query encoder under module.encoder_q., fc head, optimizer)."""
+    import torch
+
+    from medtransfer.models.backbones import build
+
+    state = {f"module.encoder_q.{k}": v for k, v in build(arch, seed=1).state_dict().items()}
+    torch.save({"epoch": 20, "state_dict": state | {"module.encoder_q.fc.weight": torch.zeros(8, 8)},
+                "optimizer": {}}, path)
+
+
+def test_models_convert_then_list_and_info_show_it_on_disk(tmp_path: Path) -> None:
+    src = tmp_path / "r8w-00001.pth.tar"
+    _moco_cxr_file(src)
+    out = runner.invoke(app, ["models", "list", "moco-cxr-*"])
+    assert out.exit_code == 0 and "manual" in out.stdout and "on disk" not in out.stdout
+    out = runner.invoke(app, ["models", "convert", "moco-cxr-r18", "--from", str(src)])
+    assert out.exit_code == 0, out.output
+    assert "models/moco-cxr-r18" in out.stdout.replace("\n", "")
+    out = runner.invoke(app, ["models", "list", "moco-cxr-r18"])
+    assert out.exit_code == 0 and "on disk" in out.stdout
+    out = runner.invoke(app, ["models", "info", "moco-cxr-r18"])
+    assert out.exit_code == 0 and "on disk" in out.stdout and "stanfordmlgroup/MoCo-CXR" in out.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["models", "fetch", "pirl"], "models convert pirl --from FILE"),
+    (["models", "fetch", "byol"], "Nothing was downloaded or run"),
+    (["extract", "--model", "x.pth", "--dataset", "phantom-binary-28", "--format", "moco"],
+     "--format moco needs --arch"),
+])
+def test_models_errors_are_one_message(argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("sys.argv", ["medtransfer", *argv])
+    with pytest.raises(SystemExit) as e:
+        main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in " ".join(err.split()) and "Traceback" not in err  # unwrap the console
+
+
+def test_extract_a_user_checkpoint_with_arch_and_format(tmp_path: Path) -> None:
+    src = tmp_path / "checkpoint_0019.pth.tar"
+    _moco_cxr_file(src, arch="test-cnn")
+    args = ["extract", "--model", str(src), "--arch", "test-cnn", "--format", "moco", "--dataset",
+            "phantom-binary-28", "--split", "test", "--input-size", "28"]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "phantom-binary-28:test (1000, 16)" in out.stdout

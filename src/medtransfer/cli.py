@@ -13,13 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from medtransfer.errors import MedtransferError
+from medtransfer.errors import ConfigError, MedtransferError
 from medtransfer.protocols.base import ClassificationResult
 
 app = typer.Typer(help="Which pretrained model to start from for a medical-imaging task, how much it helps, why.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 datasets_app = typer.Typer(help="Datasets: list, info, unpack.", no_args_is_help=True)
-models_app = typer.Typer(help="Models: list, info.", no_args_is_help=True)
+models_app = typer.Typer(help="Models: list, info, fetch, convert.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(models_app, name="models")
 # Piped output (CI logs, files) has no terminal width; 160 columns keep the results table on one line per row,
@@ -27,6 +27,10 @@ app.add_typer(models_app, name="models")
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 DataRoot = Annotated[Path | None, typer.Option(help="Dataset folder (default $MEDTRANSFER_DATA or ~/.medmnist).")]
+# A user checkpoint as --model FILE: its architecture and source format (medtransfer.models.convert.CONVERTERS).
+ArchOpt = Annotated[str | None, typer.Option(help="--model is a checkpoint file of this architecture, e.g. resnet50")]
+FormatOpt = Annotated[str | None, typer.Option("--format", help="its source format: torchvision, moco, swav, dino ...")]
+TrustOpt = Annotated[bool, typer.Option(help="allow a full unpickle of this file (can run code; BYOL .pkl needs it)")]
 
 
 def _kv_table(title: str, items: dict[str, object]) -> Table:
@@ -71,12 +75,13 @@ def datasets_unpack_mednist(src: Path, data_root: DataRoot = None) -> None:
 def models_list(pattern: Annotated[str, typer.Argument(help="fnmatch pattern, e.g. 'resnet*'")] = "*") -> None:
     """List registered models."""
     from medtransfer.models import MODELS
+    from medtransfer.models.hub import weights_status
 
-    table = Table("name", "arch", "dim", "input", "method", "pretraining data")
+    table = Table("name", "arch", "dim", "input", "method", "pretraining data", "weights")
     for name in MODELS.names(pattern):
         c = MODELS.get(name)
         table.add_row(name, c.arch, str(c.feature_dim), str(c.input.input_size or "native"), c.method,
-                      c.pretraining_data)
+                      c.pretraining_data, weights_status(c))
     console.print(table)
 
 
@@ -84,9 +89,47 @@ def models_list(pattern: Annotated[str, typer.Argument(help="fnmatch pattern, e.
 def models_info(name: str) -> None:
     """Show a model's card."""
     from medtransfer.models import MODELS
+    from medtransfer.models.hub import converted_dir, how_to_get, weights_status
 
-    card = dataclasses.asdict(MODELS.get(name))
-    console.print(_kv_table(name, {k: v for k, v in card.items() if v not in ("", None)}))
+    card = MODELS.get(name)
+    items = {k: v for k, v in dataclasses.asdict(card).items() if v not in ("", None)}
+    if card.published:
+        status = weights_status(card)
+        items["weights"] = f"on disk: {converted_dir(name)}" if status == "on disk" else how_to_get(card)
+    console.print(_kv_table(name, items))
+
+
+@models_app.command("fetch")
+def models_fetch(name: str, trust: TrustOpt = False,
+                 force: Annotated[bool, typer.Option(help="convert again even if on disk")] = False) -> None:
+    """Download a zoo model's published weights (resumes), verify the sha256, convert and store them."""
+    from medtransfer.models.hub import fetch
+
+    console.print(f"{name}: {fetch(name, trust=trust, force=force, progress=console.is_terminal)}")
+
+
+@models_app.command("convert")
+def models_convert(name: str,
+                   src: Annotated[Path, typer.Option("--from", help="the published file (or TF checkpoint prefix)")],
+                   trust: TrustOpt = False,
+                   fmt: Annotated[str | None, typer.Option("--format", help="another source format")] = None) -> None:
+    """Convert a manually downloaded published file of a zoo model (SimCLR, iNat, PyContrast ...)."""
+    from medtransfer.models.hub import convert
+
+    console.print(f"{name}: {convert(name, src, trust=trust, fmt=fmt)}")
+
+
+def _user_checkpoint(model: str, arch: str | None, fmt: str | None, trust: bool) -> str:
+    """--model FILE --arch A [--format F]: the file converted once into a model folder, usable as a model name."""
+    from medtransfer.errors import ConfigError
+
+    if arch is None:
+        if fmt is not None:
+            raise ConfigError(f"--format {fmt} needs --arch: which architecture is {model!r}? (e.g. --arch resnet50)")
+        return model
+    from medtransfer.models.hub import import_checkpoint
+
+    return str(import_checkpoint(model, arch=arch, fmt=fmt or "torchvision", trust=trust))
 
 
 @app.command()
@@ -96,11 +139,11 @@ def extract(model: Annotated[str, typer.Option(help="model name")],
             data_root: DataRoot = None, batch_size: int = 128,
             bf16: Annotated[bool, typer.Option(help="bf16 autocast where it pays (CUDA, CPUs with AMX)")] = True,
             input_size: Annotated[int | None, typer.Option(help="override the model's input size")] = None,
-            force: bool = False) -> None:
+            force: bool = False, arch: ArchOpt = None, fmt: FormatOpt = None, trust: TrustOpt = False) -> None:
     """Extract (and cache) features of a dataset under a model."""
     from medtransfer import data, features, models
 
-    net = models.create(model)
+    net = models.create(_user_checkpoint(model, arch, fmt, trust))
     splits = data.get_card(dataset).splits if split == "all" else (split,)
     for s in splits:
         fs = features.extract(net, data.load(dataset, s, data_root=data_root), batch_size=batch_size,
@@ -149,7 +192,7 @@ def _result_table(result: ClassificationResult, title: str) -> Table:
 
 @app.command("eval")
 def eval_(args: Annotated[list[str], typer.Argument(
-              help="PROTOCOL (linear, ...), then key=value protocol options (e.g. C_grid=[0.1,1])",
+              help="PROTOCOL (linear, knn, fewshot, finetune), then key=value options (e.g. C_grid=[0.1,1], epochs=2)",
               show_default=False)],
           model: Annotated[str, typer.Option(help="model name")],
           dataset: Annotated[str, typer.Option(help="dataset name, or a folder / CSV of your images")],
@@ -159,25 +202,77 @@ def eval_(args: Annotated[list[str], typer.Argument(
           seed: int = 0, batch_size: int = 128,
           bf16: Annotated[bool, typer.Option(help="bf16 autocast where it pays (CUDA, CPUs with AMX)")] = True,
           input_size: Annotated[int | None, typer.Option(help="override the model's input size")] = None,
+          preset: Annotated[str | None, typer.Option(help="protocol preset, e.g. medmnist, anton2022")] = None,
+          init: Annotated[str | None, typer.Option(help="finetune: 'scratch' trains from random init")] = None,
+          arch: ArchOpt = None, fmt: FormatOpt = None, trust: TrustOpt = False,
           as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False) -> None:
-    """Evaluate one model on one dataset with one protocol (features are cached) and print the result."""
+    """Evaluate one model on one dataset with one protocol and print the result.
+
+    Frozen protocols read cached features; finetune trains on the images and, run again after a kill, resumes.
+    """
     from medtransfer.config import parse_overrides
-    from medtransfer.runner import GridSpec
-    from medtransfer.runner.local import pair_features, precision_for, run_protocol
+    from medtransfer.runner.trained import TRAINED_PROTOCOLS, run_cli_trained
 
     protocol, *overrides = args
-    spec = GridSpec(models=(model,), datasets=(dataset,), protocols=(protocol,), seeds=(seed,), batch_size=batch_size,
-                    bf16=None if bf16 else False, input_size=input_size,
-                    data_root=str(data_root) if data_root else None)
-    feats, card = pair_features(spec, model, dataset, progress=console.is_terminal and not as_json,
-                                precision=precision_for(spec))
-    result = run_protocol(protocol, feats, card, seed=seed, fraction=fraction, per_class=per_class,
-                          options=parse_overrides(overrides))
+    model = _user_checkpoint(model, arch, fmt, trust)
+    options = parse_overrides(overrides) | ({"preset": preset} if preset else {}) | ({"init": init} if init else {})
+    if protocol in TRAINED_PROTOCOLS:  # trains on images: no features
+        result = run_cli_trained(protocol, model, dataset, seed=seed, fraction=fraction, per_class=per_class,
+                                 options=options, data_root=data_root, progress=console.is_terminal and not as_json)
+    else:
+        if init is not None:
+            raise ConfigError(f"--init applies to trained protocols ({', '.join(TRAINED_PROTOCOLS)}); "
+                              f"{protocol!r} reads frozen features. Drop --init.")
+        result = _eval_frozen(protocol, model, dataset, options, seed=seed, fraction=fraction, per_class=per_class,
+                              batch_size=batch_size, bf16=bf16, input_size=input_size, data_root=data_root,
+                              progress=console.is_terminal and not as_json)
     if as_json:
         print(json.dumps({"model": model, "dataset": dataset} | result.to_dict(), default=float))
         return
     console.print(_result_table(result, f"{protocol}: {model} on {dataset} (n_train={result.n_train})"))
     console.print(f"chosen: {result.chosen}")
+
+
+def _eval_frozen(protocol: str, model: str, dataset: str, options: dict, *, seed: int, fraction: float | None,
+                 per_class: int | None, batch_size: int, bf16: bool, input_size: int | None,
+                 data_root: Path | None, progress: bool) -> ClassificationResult:
+    from medtransfer.runner import GridSpec
+    from medtransfer.runner.local import pair_features, precision_for, run_protocol
+
+    spec = GridSpec(models=(model,), datasets=(dataset,), protocols=(protocol,), seeds=(seed,), batch_size=batch_size,
+                    bf16=None if bf16 else False, input_size=input_size,
+                    data_root=str(data_root) if data_root else None)
+    feats, card = pair_features(spec, model, dataset, progress=progress, precision=precision_for(spec))
+    return run_protocol(protocol, feats, card, seed=seed, fraction=fraction, per_class=per_class, options=options)
+
+
+@app.command("pretrain")
+def pretrain_(method: Annotated[str, typer.Argument(
+                  help="simclr, byol, mocov2, barlowtwins, rotation, rpl, jigsaw, cpc, exemplar", show_default=False)],
+              overrides: Annotated[list[str] | None, typer.Argument(
+                  help="key=value settings, e.g. epochs=50 augmentation=novel options.jitter=2", show_default=False)
+              ] = None,
+              dataset: Annotated[str, typer.Option(help="dataset name, or a folder / CSV of your images")] = "",
+              data_root: DataRoot = None,
+              dims: Annotated[int | None, typer.Option(help="2 or 3 (default: the dataset's)")] = None,
+              out: Annotated[Path | None, typer.Option(help="model folder (default runs/<method>-<dataset>)")] = None
+              ) -> None:
+    """Self-supervised pretraining; writes a model folder usable as --model DIR (a second call resumes)."""
+    from medtransfer.config import from_dict, parse_overrides
+    from medtransfer.errors import ConfigError
+    from medtransfer.pretrain import PretrainConfig, pretrain
+
+    if not dataset:
+        raise ConfigError("medtransfer pretrain needs --dataset (e.g. --dataset breastmnist).")
+    settings = parse_overrides(overrides or []) | {"method": method, "dataset": dataset}
+    settings |= {k: v for k, v in (("dims", dims), ("data_root", str(data_root) if data_root else None)) if v}
+    cfg = from_dict(PretrainConfig, settings, where="medtransfer pretrain")
+    folder = out or Path("runs") / f"{method}-{Path(dataset).name}"
+    res = pretrain(cfg, folder, progress=console.is_terminal)
+    rec = res.record
+    console.print(f"{method} on {dataset}: {rec['epochs']} epochs, {rec['steps']} steps, final loss "
+                  f"{rec['final_loss']:.4f}, {rec['images_per_s']} images/s -> {res.folder}")
+    console.print(f"use it: medtransfer eval linear --model {res.folder} --dataset {dataset}")
 
 
 def main() -> None:

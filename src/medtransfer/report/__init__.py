@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from medtransfer.report.curves import CurvePoint, label_efficiency
 from medtransfer.report.tables import pivot, results_table
 
-__all__ = ["pivot", "results_table"]
+__all__ = ["CurvePoint", "label_efficiency", "pivot", "results_table"]

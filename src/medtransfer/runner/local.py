@@ -6,6 +6,7 @@ import logging
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from torch import nn
 
@@ -13,10 +14,12 @@ from medtransfer import data as mdata
 from medtransfer.data.splits import label_subset
 from medtransfer.errors import CellError
 from medtransfer.features import FeatureSet, default_device, extract, use_bf16
-from medtransfer.models import create
+from medtransfer.models import create, weights_sha256
 from medtransfer.protocols import PROTOCOLS, ClassificationResult, Features
+from medtransfer.runner.pretraining import model_source, run_pretraining, with_folders
 from medtransfer.runner.spec import GridSpec, expand
 from medtransfer.runner.store import Cell, ResultRow, ResultStore
+from medtransfer.runner.trained import TRAINED_PROTOCOLS, run_trained
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ def _grouped(cells: Iterable[Cell]) -> dict[tuple[str, str], list[Cell]]:
 def pair_features(spec: GridSpec, model_name: str, dataset_name: str, *, progress: bool, precision: str,
                   model: nn.Module | None = None) -> tuple[dict[str, FeatureSet], mdata.DatasetCard]:
     """Features of every split of one dataset under one model (cached on disk); `model` reuses a built one."""
-    model = model if model is not None else create(model_name)
+    model = model if model is not None else create(model_source(spec, model_name))
     card = mdata.get_card(dataset_name)
     options = spec.dataset_options.get(dataset_name, {})
     feats = {}
@@ -94,6 +97,30 @@ def _fail(store: ResultStore, cells: list[Cell], error: BaseException, summary: 
         summary.failed.append(message)
 
 
+def _run_trained_cells(spec: GridSpec, store: ResultStore, cells: list[Cell],
+                       built: tuple[str | None, nn.Module | None], summary: RunSummary, *,
+                       progress: bool) -> tuple[str | None, nn.Module | None]:
+    """Run trained cells (one model, one dataset) one by one; returns the (name, model) built for them."""
+    for cell in cells:
+        store.start(cell)
+        try:
+            if built[0] != cell.model:
+                built = (cell.model, create(model_source(spec, cell.model)))
+            assert built[1] is not None, "a model was just built"
+            result = run_trained(cell.protocol, built[1], cell.dataset, seed=cell.seed, fraction=cell.fraction,
+                                 options=cell.config["protocol_options"], data_root=spec.data_root,
+                                 dataset_options=spec.dataset_options.get(cell.dataset, {}), cell_id=cell.cell_id,
+                                 progress=progress)
+        except Exception as e:  # noqa: BLE001 - recorded in the store with its traceback
+            _fail(store, [cell], e, summary)
+            continue
+        sha = None if result.chosen.get("init") == "scratch" else weights_sha256(built[1])  # None: random init
+        store.finish(cell.cell_id, result_rows(result), weights_sha256=sha,
+                     extra={"chosen": result.chosen, "grid": result.grid, "n_train": result.n_train})
+        summary.done += 1
+    return built
+
+
 def run_grid(spec: GridSpec, store: ResultStore, *, force: bool = False, progress: bool = False) -> RunSummary:
     """Run every cell of `spec` that `store` does not already hold (all of them with `force`).
 
@@ -108,11 +135,19 @@ def run_grid(spec: GridSpec, store: ResultStore, *, force: bool = False, progres
     cells = expand(spec, precision=precision)
     done = set() if force else store.done_cells()
     summary = RunSummary(total=len(cells), skipped=sum(c.cell_id in done for c in cells))
+    spec = with_folders(spec, Path(store.path).parent)  # pretrained models live beside the store
+    summary.failed += run_pretraining(spec, progress=progress)  # before the grid: its models enter by name
     built: tuple[str | None, nn.Module | None] = (None, None)
     for (model_name, dataset_name), group in _grouped(c for c in cells if c.cell_id not in done).items():
+        trained = [c for c in group if c.protocol in TRAINED_PROTOCOLS]  # train on images: no features needed
+        group = [c for c in group if c.protocol not in TRAINED_PROTOCOLS]
+        if trained:
+            built = _run_trained_cells(spec, store, trained, built, summary, progress=progress)
+        if not group:
+            continue
         try:
             if built[0] != model_name:  # cells come model by model: build each model (and hash its weights) once
-                built = (model_name, create(model_name))
+                built = (model_name, create(model_source(spec, model_name)))
             feats, card = pair_features(spec, model_name, dataset_name, progress=progress, precision=precision,
                                         model=built[1])
         except Exception as e:  # noqa: BLE001 - a broken pair fails its cells; the rest of the grid still runs

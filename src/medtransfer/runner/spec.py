@@ -13,6 +13,7 @@ from medtransfer.config import config_hash, load
 from medtransfer.data.base import is_user_path
 from medtransfer.errors import ConfigError
 from medtransfer.features import FEATURES_VERSION
+from medtransfer.runner.pretraining import check_steps, recipe
 from medtransfer.runner.store import Cell
 
 
@@ -31,6 +32,9 @@ class GridSpec:
         bf16: bf16 autocast for extraction; None uses it where it pays (CUDA, CPUs with AMX).
         batch_size: extraction batch size.
         data_root: where dataset files are (default $MEDTRANSFER_DATA or ~/.medmnist).
+        pretrain: pretraining steps run before the grid, e.g. ``[{name: simclr-phantom, method: simclr,
+            dataset: phantom-binary-32, epochs: 2}]``; a step's name can then be listed under `models`
+            (runner/pretraining.py).
     """
 
     name: str = "default"
@@ -45,8 +49,10 @@ class GridSpec:
     bf16: bool | None = None
     batch_size: int = 128
     data_root: str | None = None
+    pretrain: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        check_steps(self.pretrain)
         for key in ("models", "datasets", "protocols", "seeds", "fractions"):
             if not getattr(self, key):
                 raise ConfigError(f"The {key!r} parameter of GridSpec must be a non-empty list.")
@@ -93,6 +99,8 @@ def expand(spec: GridSpec, *, precision: str) -> list[Cell]:
             "dataset_options": spec.dataset_options.get(dataset, {}),
             "input_size": spec.input_size, "precision": precision,
         }
+        if (step := recipe(spec, model)) is not None:  # a model pretrained in the run: its recipe keys the cell
+            config["pretrain"] = step
         cells.append(Cell(cell_id=config_hash(config), model=model, dataset=dataset, protocol=protocol,
                           seed=seed, fraction=fraction, config=config))
     return cells

@@ -1,0 +1,108 @@
+"""End to end through Lightning: the model folder loads with the same features, runs resume, bad setups raise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medtransfer import data, features, models
+from medtransfer.errors import ConfigError
+from medtransfer.pretrain import PretrainConfig, pretrain
+from medtransfer.pretrain.train import CHECKPOINT, PretrainModule
+
+TINY = {"hidden_dim": 16, "out_dim": 8, "hidden": [16]}
+
+
+def _cfg(**kw: object) -> PretrainConfig:
+    base = dict(method="simclr", dataset="phantom-binary-32", model="test-cnn", epochs=2, batch_size=16,
+                samples=32, options=TINY, dataset_options={"n": 64})
+    return PretrainConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_model_folder_loads_and_gives_the_same_features(tmp_path: Path) -> None:
+    res = pretrain(_cfg(), tmp_path / "simclr-phantom", progress=False)
+    rec = res.record
+    assert rec["method"] == "simclr" and rec["dataset"] == "phantom-binary-32" and rec["seed"] == 0
+    assert rec["epochs"] == 2 and rec["steps"] == 4 and rec["augmentation"] == "natural"  # 32 images / 16 x 2
+    assert np.isfinite(rec["final_loss"]) and rec["images_per_s"] > 0
+    loaded = models.create(str(res.folder))
+    assert loaded.card.method.startswith("simclr") and loaded.card.pretraining_data == "phantom-binary-32"
+    assert loaded.card.name == "simclr-phantom"
+    untrained = models.create("test-cnn")
+    assert any(not torch.equal(a, b) for a, b in zip(loaded.state_dict().values(),
+                                                     untrained.state_dict().values(), strict=True))
+    ds = data.load("phantom-binary-32", "val", n=8)
+    again = models.create(str(res.folder))
+    a = features.extract(loaded, ds, bf16=False).x
+    b = features.extract(again, ds, bf16=False, force=True).x
+    assert np.array_equal(a, b)
+
+
+def test_a_finished_run_is_not_trained_again_and_another_config_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = pretrain(_cfg(epochs=1), out, progress=False)
+    second = pretrain(_cfg(epochs=1), out, progress=False)
+    assert second.losses == [] and second.record["final_loss"] == first.record["final_loss"]
+    with pytest.raises(ConfigError, match="another config"):
+        pretrain(_cfg(epochs=1, seed=1), out, progress=False)
+
+
+def test_a_killed_run_resumes_from_its_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+    step = PretrainModule.training_step
+
+    def crash_in_epoch_two(self: PretrainModule, batch: list[torch.Tensor], idx: int) -> torch.Tensor:
+        if self.current_epoch == 1:
+            raise RuntimeError("killed")
+        return step(self, batch, idx)
+
+    monkeypatch.setattr(PretrainModule, "training_step", crash_in_epoch_two)
+    with pytest.raises(RuntimeError, match="killed"):
+        pretrain(_cfg(), out, progress=False)
+    assert (out / CHECKPOINT).is_file() and not (out / "card.json").exists()
+    monkeypatch.setattr(PretrainModule, "training_step", step)
+    res = pretrain(_cfg(), out, progress=False)
+    assert res.record["resumed_from_checkpoint"] and res.record["steps"] == 4
+    assert len(res.losses) == 4  # epoch one's losses come back from the checkpoint
+    assert res.record["final_loss"] == pytest.approx(float(np.mean(res.losses[2:])))  # the last epoch's mean
+
+
+def test_3d_pretext_task_writes_a_3d_model(tmp_path: Path) -> None:
+    cfg = _cfg(method="rotation", dataset="phantom3d-binary-28", model="test-cnn3d", epochs=1, batch_size=4,
+               samples=8, dataset_options={"n": 8})
+    res = pretrain(cfg, tmp_path / "rot3d", progress=False)
+    model = models.create(str(res.folder))
+    assert model.card.dims == 3
+    assert model(torch.zeros(2, 1, 28, 28, 28)).shape == (2, 16)
+
+
+def test_dims_and_method_mismatches_raise_with_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not match dataset"):
+        pretrain(_cfg(dims=3), tmp_path / "a", progress=False)
+    with pytest.raises(ConfigError, match="Use rotation, rpl, jigsaw, cpc or exemplar in 3D"):
+        pretrain(_cfg(dataset="phantom3d-binary-28", model="test-cnn3d"), tmp_path / "b", progress=False)
+    with pytest.raises(ConfigError, match="pick a 2D model"):
+        pretrain(_cfg(model="test-cnn3d"), tmp_path / "c", progress=False)
+    assert not (tmp_path / "c").exists()  # a rejected config does not claim the folder: the fixed one may use it
+
+
+def test_cli_pretrain_then_eval_with_the_folder(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medtransfer.cli import app
+
+    out = tmp_path / "simclr-cli"
+    runner = CliRunner()
+    res = runner.invoke(app, ["pretrain", "simclr", "--dataset", "phantom-binary-28", "--out", str(out),
+                              "model=test-cnn", "epochs=1", "samples=32", "batch_size=16", "dataset_options.n=32",
+                              "options.hidden_dim=8"])
+    assert res.exit_code == 0, res.output
+    assert "final loss" in res.output and "images/s" in res.output
+    res = runner.invoke(app, ["eval", "linear", "--model", str(out), "--dataset", "phantom-binary-28", "--json"])
+    assert res.exit_code == 0, res.output
+    assert '"accuracy"' in res.output
+    res = runner.invoke(app, ["pretrain", "simclr"])
+    assert res.exit_code != 0 and "needs --dataset" in str(res.exception)
