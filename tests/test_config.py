@@ -75,3 +75,13 @@ def test_hash_stable_and_sensitive(tmp_path: Path) -> None:
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load(Cfg, "/nonexistent/c.yaml")
+
+
+def test_home_follows_the_environment(monkeypatch, tmp_path):
+    from medtransfer.config import home
+
+    monkeypatch.setenv("MEDTRANSFER_HOME", str(tmp_path / "cache"))
+    assert home() == tmp_path / "cache"
+    monkeypatch.delenv("MEDTRANSFER_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert home() == tmp_path / ".cache" / "medtransfer"

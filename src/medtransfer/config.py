@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -26,6 +27,12 @@ from medtransfer.errors import ConfigError, UnknownNameError
 from medtransfer.registry import did_you_mean
 
 C = TypeVar("C")
+
+
+def home() -> Path:
+    """medtransfer's cache folder (features, converted models, training checkpoints): $MEDTRANSFER_HOME, default
+    ~/.cache/medtransfer."""
+    return Path(os.environ.get("MEDTRANSFER_HOME", "~/.cache/medtransfer")).expanduser()
 
 
 def _type_name(tp: Any) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medtransfer.config import config_hash
+from medtransfer.config import config_hash, home
 from medtransfer.data.base import ImageDataset
 from medtransfer.data.transforms import preprocess
 from medtransfer.errors import DataError
@@ -33,11 +33,6 @@ from medtransfer.models.weights import weights_sha256
 
 log = logging.getLogger(__name__)
 FEATURES_VERSION = 1  # bump when extraction changes what a cached file holds
-
-
-def home() -> Path:
-    """medtransfer's cache folder: $MEDTRANSFER_HOME, default ~/.cache/medtransfer."""
-    return Path(os.environ.get("MEDTRANSFER_HOME", "~/.cache/medtransfer")).expanduser()
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from medtransfer._download import download, file_digest
+from medtransfer.config import home
 from medtransfer.errors import CheckpointError, ChecksumError, ConfigError, DownloadError
 from medtransfer.models.backbones import build
 from medtransfer.models.card import ModelCard
@@ -41,11 +42,6 @@ LOCK_FORMAT = "medtransfer-lock/1"
 # Harmless classes that published torch checkpoints carry beside their tensors (PyContrast and the ImageNet
 # example save their argparse options); weights_only unpickling may rebuild these, and nothing else.
 _SAFE_GLOBALS = [argparse.Namespace]
-
-
-def home() -> Path:
-    """medtransfer's cache folder: $MEDTRANSFER_HOME, default ~/.cache/medtransfer."""
-    return Path(os.environ.get("MEDTRANSFER_HOME", "~/.cache/medtransfer")).expanduser()
 
 
 def published_file(card: ModelCard) -> Path:

@@ -12,8 +12,8 @@ from typing import Any
 from torch import nn
 
 from medtransfer import data as mdata
+from medtransfer.config import home
 from medtransfer.data.splits import label_subset
-from medtransfer.features import home
 from medtransfer.protocols.base import ClassificationResult
 
 # The protocols that train a model on images instead of reading cached features.
