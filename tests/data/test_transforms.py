@@ -80,3 +80,14 @@ def test_preprocess_histeq_ignores_mean_std_and_names_bad_normalization() -> Non
     assert float(out.max()) == pytest.approx(255.0) and float(out.min()) >= 0.0
     with pytest.raises(DataError, match="Unknown normalization 'zscore'"):
         preprocess(images, input_size=None, normalization="zscore")
+
+
+def test_normalize_follows_the_contract() -> None:
+    from medtransfer.data.transforms import histogram_equalize, normalize
+
+    x = torch.rand(2, 3, 8, 8)
+    out = normalize(x, mean=(0.5,) * 3, std=(0.25,) * 3, normalization="meanstd")
+    torch.testing.assert_close(out, (x - 0.5) / 0.25)
+    assert normalize(x, mean=(0.5,) * 3, std=(0.25,) * 3, normalization="none") is x
+    torch.testing.assert_close(normalize(x, mean=(0.0,) * 3, std=(1.0,) * 3, normalization="histeq"),
+                               histogram_equalize(x))

@@ -106,3 +106,18 @@ def test_cli_pretrain_then_eval_with_the_folder(tmp_path: Path) -> None:
     assert '"accuracy"' in res.output
     res = runner.invoke(app, ["pretrain", "simclr"])
     assert res.exit_code != 0 and "needs --dataset" in str(res.exception)
+
+
+def test_a_start_model_without_mean_std_input_is_refused(tmp_path: Path) -> None:
+    import dataclasses
+
+    from medtransfer.models import create, save_model_dir
+
+    base = create("test-cnn")
+    raw = dataclasses.replace(base.card, name="raw-input", input=dataclasses.replace(base.card.input,
+                                                                                     normalization="none"))
+    save_model_dir(tmp_path / "raw", base, raw)
+    cfg = PretrainConfig("simclr", "phantom-binary-32", model=str(tmp_path / "raw"), epochs=1)
+    with pytest.raises(ConfigError, match="expects 'none' input normalisation"):
+        pretrain(cfg, tmp_path / "out")
+    assert not (tmp_path / "out" / "card.json").exists()

@@ -90,6 +90,20 @@ def histogram_equalize(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
     return out.to(x.dtype).reshape(x.shape)
 
 
+def normalize(x: torch.Tensor, *, mean: Sequence[float], std: Sequence[float], normalization: str) -> torch.Tensor:
+    """Normalise float images in [0, 1] (B, C, ...) as a model's input contract says: ``meanstd`` (per-channel
+    mean/std), ``histeq`` (`histogram_equalize`, mean/std unused) or ``none``. Returns a new tensor for
+    ``meanstd`` and ``histeq``, also when `x` is an expanded (grey -> RGB) view."""
+    if normalization == "histeq":
+        return histogram_equalize(x)
+    if normalization == "meanstd":
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(shape)
+        s = torch.tensor(std, dtype=x.dtype, device=x.device).view(shape)
+        return torch.sub(x, m).div_(s)
+    return x
+
+
 def preprocess(images: np.ndarray | Sequence[np.ndarray], *, input_size: int | None, crop_pct: float = 1.0,
                interpolation: str = "bilinear", mean: Sequence[float] = (0.5,), std: Sequence[float] = (0.5,),
                in_chans: int = 3, normalization: str = "meanstd") -> torch.Tensor:
@@ -116,12 +130,6 @@ def preprocess(images: np.ndarray | Sequence[np.ndarray], *, input_size: int | N
     if input_size is not None:  # resize before matching channels: a grey image is resized once, not three times
         x = resize_crop(x, input_size, crop_pct=crop_pct, interpolation=interpolation)
     x = match_channels(x, in_chans)
-    if normalization == "histeq":
-        x = histogram_equalize(x)
-    elif normalization == "meanstd":
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        m = torch.tensor(mean, dtype=x.dtype).view(shape)
-        s = torch.tensor(std, dtype=x.dtype).view(shape)
-        x = torch.sub(x, m).div_(s)  # one new tensor, also when x is an expanded (grey -> RGB) view
+    x = normalize(x, mean=mean, std=std, normalization=normalization)
     # channels-last, the layout the model runs in (features.py), so no second copy happens before the forward
     return x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)

@@ -232,6 +232,10 @@ def _prepare(cfg: PretrainConfig) -> tuple[PretrainModule, DataLoader, ModelCard
     if card.dims != dims:
         raise ConfigError(f"Model {model_name!r} is {card.dims}D but dataset {cfg.dataset!r} is {dims}D; pick a "
                           f"{dims}D model (e.g. {'resnet18-3d' if dims == 3 else 'resnet18-small'}).")
+    if card.input.normalization != "meanstd":  # the methods normalise views by mean/std (SSLMethod.normalize)
+        raise ConfigError(f"Model {model_name!r} expects {card.input.normalization!r} input normalisation; "
+                          f"pretraining here starts from models with mean/std input. Start from its architecture "
+                          f"({card.arch!r} cards such as 'resnet50') or convert it to a mean/std model first.")
     images = load_images(cfg, card)
     pl.seed_everything(cfg.seed, verbose=False)  # the heads' initialisation, shuffling and augmentations
     loader = DataLoader(TensorDataset(images), batch_size=min(cfg.batch_size, len(images)), shuffle=True,

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medtransfer.data.transforms import match_channels
+from medtransfer.data.transforms import match_channels, normalize
 from medtransfer.errors import TrainingError
 from medtransfer.models.card import InputContract
 from medtransfer.protocols._augment import augment
@@ -73,11 +73,7 @@ class FinetuneModule(pl.LightningModule):
         x = match_channels(images.movedim(-1, 1).float().div_(255.0), self.contract.in_chans)
         size = self.contract.input_size or x.shape[-1]
         x = augment(x, self.cfg.augment, size=size, seed=self.seed, step=self.global_step)
-        if self.contract.normalization == "meanstd":
-            shape = (1, -1) + (1,) * (x.dim() - 2)
-            mean = torch.tensor(self.contract.mean, device=x.device).view(shape)
-            std = torch.tensor(self.contract.std, device=x.device).view(shape)
-            x = (x - mean) / std
+        x = normalize(x, mean=self.contract.mean, std=self.contract.std, normalization=self.contract.normalization)
         # channels-last, the layout preprocess() gives evaluation batches
         return x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
 
