@@ -221,3 +221,15 @@ def test_multilabel_task_trains_with_bce_and_scores_every_label(net: nn.Module) 
     result = finetune(net, split["train"], split["val"], split["test"], steps=3, batch_size=16, **FAST)
     assert set(result.metrics) == {"auc", "accuracy"} and result.chosen["best_step"] is not None
     assert all(0.0 <= v <= 1.0 for v in result.metrics.values())
+
+
+def test_a_val_split_without_a_class_fails_before_training(splits, net) -> None:
+    from medtransfer.errors import DataError
+    from medtransfer.protocols._finetune_data import SubsetDataset, labels_of
+
+    train, val, test = splits
+    only_zeros = SubsetDataset(val, np.flatnonzero(labels_of(val) == 0))
+    spy = _Snapshots()
+    with pytest.raises(DataError, match=r"no image of class\(es\) \[1\]"):
+        finetune(net, train, only_zeros, test, preset="medmnist", steps=4, callbacks=[spy], **FAST)
+    assert spy.first_step is None  # not a single training step was spent

@@ -44,3 +44,17 @@ def test_eval_batches_preprocess_the_whole_split_in_order() -> None:
     chunks = list(EvalBatches(train, contract, 40))
     assert [len(y) for _, y in chunks] == [40, 40, 16]
     assert np.array_equal(np.concatenate([y.numpy() for _, y in chunks]), np.asarray(train.labels).ravel())
+
+
+def test_holdout_keeps_a_training_image_of_every_class_and_validates_small_ones() -> None:
+    train = SubsetDataset(_train(), np.arange(96))
+    y = np.array([0, 0] + [1] * 6 + [0, 0])  # class 0: 4 images; relabel a 10-image subset below
+    ten = SubsetDataset(train, np.arange(10))
+    ten.labels = y  # type: ignore[misc]
+    fit, val = holdout(ten, 0.2, seed=0)
+    assert set(np.asarray(val.labels).tolist()) == {0, 1}  # a 4-image class still gives one to validation
+    three = np.array([0, 1, 1, 1, 1, 1, 2, 2, 2, 2])  # class 0 has one image: it stays in train
+    ten.labels = three  # type: ignore[misc]
+    fit, val = holdout(ten, 0.2, seed=0)
+    assert 0 in np.asarray(fit.labels).tolist() and 0 not in np.asarray(val.labels).tolist()
+    assert {1, 2} <= set(np.asarray(val.labels).tolist())

@@ -47,3 +47,20 @@ def test_loss_follows_the_task() -> None:
     s2 = torch.sigmoid(two)
     ordinal = -(torch.log(s2[0, 0]) + torch.log(1 - s2[0, 1])) / 2
     assert torch.isclose(_module("ordinal", 2, ordinal_encoding=True)._loss(two, torch.tensor([1])), ordinal)
+
+
+def test_unaugmented_training_batches_equal_evaluation_batches() -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from medtransfer.data.transforms import preprocess
+
+    net = models.create("test-cnn")
+    contract = dataclasses.replace(net.card.input, input_size=24, crop_pct=0.875, interpolation="bicubic")
+    module = FinetuneModule(net, 2, resolve_config("medmnist"), task="binary", n_classes=2, contract=contract,
+                            seed=0, total_steps=10, warmup_steps=0, run_key="k")
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 28, 28, 1), dtype=np.uint8)
+    train = module._train_input(torch.from_numpy(images))
+    evaluation = preprocess(images, **dataclasses.asdict(contract))
+    torch.testing.assert_close(train, evaluation)

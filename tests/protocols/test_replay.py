@@ -78,3 +78,16 @@ def test_multi_label_replay_equals_one_vs_rest_loop():
     loop = linear_probe(train, test, preset="anton2022", C_grid=grid, metrics=("auc",), solver="sklearn", n_boot=0)
     assert replay.chosen == loop.chosen
     assert replay.metrics["auc"] == pytest.approx(loop.metrics["auc"], abs=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_class_missing_from_the_fitted_rows_is_encoded_away_as_scikit_learn_does():
+    x, y = _data(60, 30, 3)
+    keep = y != 1  # class 1 absent: scikit-learn fits 2 logits for classes [0, 2]
+    clf = LogisticRegression(warm_start=True, C=10.0).fit(x[keep], y[keep])
+    ours = WarmLBFGS("softmax", n_classes=3).fit(x[keep], y[keep], 10.0)
+    assert ours.n_iter_ == int(clf.n_iter_.max())
+    np.testing.assert_array_equal(ours.coef_.astype(np.float32)[:, :-1], clf.coef_)
+    proba = ours.predict_proba(x, n_classes=3)
+    assert proba.shape == (60, 3) and not proba[:, 1].any()
+    np.testing.assert_allclose(proba[:, [0, 2]], clf.predict_proba(x), rtol=1e-5, atol=1e-6)

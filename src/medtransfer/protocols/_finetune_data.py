@@ -16,7 +16,6 @@ import torch
 from torch.utils.data import IterableDataset
 
 from medtransfer.data.base import ImageDataset
-from medtransfer.data.splits import label_subset
 from medtransfer.data.transforms import preprocess
 from medtransfer.errors import DataError
 from medtransfer.models.card import InputContract
@@ -44,13 +43,24 @@ def labels_of(ds: ImageDataset) -> np.ndarray:
 
 
 def holdout(train: ImageDataset, share: float, seed: int) -> tuple[ImageDataset, ImageDataset]:
-    """A stratified, seeded (train, val) split of `train` with `share` of it held out for validation."""
-    keep = label_subset(labels_of(train), fraction=1.0 - share, seed=seed)
-    rest = np.setdiff1d(np.arange(len(train)), keep)
-    if len(rest) == 0:
-        raise DataError(f"Holding out {share:.0%} of {len(train)} training images for validation leaves none; "
-                        "use a larger training set or pass a val split (val_source='split').")
-    return SubsetDataset(train, keep), SubsetDataset(train, rest)
+    """A stratified, seeded (train, val) split of `train` with `share` of it held out for validation.
+
+    Each class gives ``max(1, round(share * n))`` images to validation but always keeps one for training, so a
+    class of two images is in both sides and a class of one only in train (multi-label rows: a random share).
+    """
+    y = labels_of(train)
+    rng = np.random.default_rng(seed)
+    if y.ndim == 2:
+        val = rng.permutation(len(y))[:max(1, round(share * len(y)))]
+    else:
+        per_class = [rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)]
+        val = np.concatenate([idx[:min(len(idx) - 1, max(1, round(share * len(idx))))] for idx in per_class])
+    val = np.sort(val.astype(np.int64))
+    if len(val) == 0:
+        raise DataError(f"Holding out {share:.0%} of {len(train)} training images ({train.card.name}) for "
+                        f"validation leaves none: every class has a single image. Use a larger label budget or "
+                        f"pass a val split (val_source='split').")
+    return SubsetDataset(train, np.setdiff1d(np.arange(len(train)), val)), SubsetDataset(train, val)
 
 
 def _targets(y: np.ndarray) -> torch.Tensor:

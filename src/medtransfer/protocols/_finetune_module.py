@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medtransfer.data.transforms import match_channels, normalize
+from medtransfer.data.transforms import match_channels, normalize, resize_crop
 from medtransfer.errors import TrainingError
 from medtransfer.models.card import InputContract
 from medtransfer.protocols._augment import augment
@@ -71,8 +71,13 @@ class FinetuneModule(pl.LightningModule):
     def _train_input(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W, C) / (B, D, H, W, C) on the device -> augmented, normalised float (B, C, S, S[, S])."""
         x = match_channels(images.movedim(-1, 1).float().div_(255.0), self.contract.in_chans)
-        size = self.contract.input_size or x.shape[-1]
-        x = augment(x, self.cfg.augment, size=size, seed=self.seed, step=self.global_step)
+        if self.cfg.augment == "none":  # exactly the evaluation batches' resize + centre crop (preprocess)
+            if self.contract.input_size is not None:
+                x = resize_crop(x, self.contract.input_size, crop_pct=self.contract.crop_pct,
+                                interpolation=self.contract.interpolation)
+        else:
+            size = self.contract.input_size or x.shape[-1]
+            x = augment(x, self.cfg.augment, size=size, seed=self.seed, step=self.global_step)
         x = normalize(x, mean=self.contract.mean, std=self.contract.std, normalization=self.contract.normalization)
         # channels-last, the layout preprocess() gives evaluation batches
         return x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)

@@ -37,24 +37,29 @@ class WarmLBFGS:
         tol: L-BFGS-B ``gtol`` (scikit-learn's default 1e-4).
 
     Attributes:
-        coef_: (K, D + 1) float64 parameters after the last fit (K = 1 for sigmoid; intercepts in the last column).
+        coef_: (K, D + 1) float64 parameters after the last fit (K = 1 for sigmoid and for softmax on two present
+            classes; intercepts in the last column).
+        classes_: the classes of the last softmax fit, in column order.
         n_iter_: iterations of the last fit.
     """
 
     def __init__(self, loss: Literal["sigmoid", "softmax"], n_classes: int = 2, *, max_iter: int = 100,
                  tol: float = 1e-4) -> None:
         self.loss = loss
-        self.k = 1 if loss == "sigmoid" else n_classes
+        self.k = 1 if loss == "sigmoid" or n_classes == 2 else n_classes  # logits
         self.max_iter = max_iter
         self.tol = tol
-        self._base = HalfBinomialLoss() if loss == "sigmoid" else HalfMultinomialLoss(n_classes=n_classes)
+        self._base = HalfBinomialLoss() if self.k == 1 else HalfMultinomialLoss(n_classes=n_classes)
         self.coef_: np.ndarray | None = None
+        self.classes_ = np.arange(2 if self.k == 1 else self.k)
         self.n_iter_ = 0
 
     def fit(self, x: np.ndarray, y: np.ndarray, C: float) -> WarmLBFGS:
         """Fit at `C`, warm-started from the previous fit (zeros the first time)."""
         n, d = x.shape
         x = np.ascontiguousarray(x)
+        if self.loss == "softmax":
+            y = self._encode(y)
         w0 = np.zeros((self.k, d + 1)) if self.coef_ is None else self.coef_
         # in X's dtype, as scikit-learn passes it: scipy then calls the objective with parameters of that dtype
         res = optimize.minimize(self._objective, w0.ravel(order="F").astype(x.dtype), method="L-BFGS-B", jac=True,
@@ -71,10 +76,33 @@ class WarmLBFGS:
         w = self.coef_.astype(x.dtype)
         return x @ w[:, :-1].T + w[:, -1]
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """(N, 1) positive-class probability (sigmoid) or (N, K) class probabilities (softmax), float64."""
+    def predict_proba(self, x: np.ndarray, n_classes: int | None = None) -> np.ndarray:
+        """(N, 1) positive-class probability (sigmoid) or class probabilities (softmax), float64.
+
+        Args:
+            n_classes: softmax only: return (N, n_classes) with zeros for classes absent from the last fit;
+                None returns only the fitted classes' columns.
+        """
         raw = self.decision_function(x).astype(np.float64)
-        return expit(raw) if self.loss == "sigmoid" else softmax(raw, axis=1)
+        if self.loss == "sigmoid":
+            return expit(raw)
+        proba = np.concatenate([1 - expit(raw), expit(raw)], axis=1) if self.k == 1 else softmax(raw, axis=1)
+        if n_classes is None:
+            return proba
+        full = np.zeros((len(x), n_classes))
+        full[:, self.classes_] = proba
+        return full
+
+    def _encode(self, y: np.ndarray) -> np.ndarray:
+        """scikit-learn's label encoding: only the classes present get logits, and two classes get one (binomial,
+        the second class positive). A different number of logits than the last fit restarts from zeros
+        (scikit-learn refuses such a warm start)."""
+        self.classes_ = np.unique(y)
+        k = 1 if len(self.classes_) == 2 else len(self.classes_)
+        if k != self.k:
+            self.k, self.coef_ = k, None
+            self._base = HalfBinomialLoss() if k == 1 else HalfMultinomialLoss(n_classes=k)
+        return np.searchsorted(self.classes_, y)
 
     def _objective(self, w: np.ndarray, x: np.ndarray, y: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
         """``LinearModelLoss.loss_gradient`` of scikit-learn, operation for operation and dtype for dtype (the

@@ -40,7 +40,7 @@ from medtransfer.errors import ConfigError, DataError
 from medtransfer.features import default_device
 from medtransfer.models.factory import build, card_of
 from medtransfer.protocols._augment import AUGMENTATIONS
-from medtransfer.protocols._finetune_data import EvalBatches, StepBatches, holdout
+from medtransfer.protocols._finetune_data import EvalBatches, StepBatches, holdout, labels_of
 from medtransfer.protocols._finetune_module import FinetuneModule, LastCheckpoint, probabilities
 from medtransfer.protocols.base import ClassificationResult, default_metrics
 from medtransfer.protocols.metrics import evaluate
@@ -199,8 +199,22 @@ def _splits(train: ImageDataset, val: ImageDataset | None, cfg: FinetuneConfig,
     if not (cfg.select_best or cfg.early_stopping):
         return train, None  # no selection: train on everything, as Anton et al. without -e
     if cfg.val_source == "holdout" or val is None:
-        return holdout(train, cfg.holdout, seed)
+        train, val = holdout(train, cfg.holdout, seed)
+    _check_val_classes(train, val, cfg)
     return train, val
+
+
+def _check_val_classes(train: ImageDataset, val: ImageDataset, cfg: FinetuneConfig) -> None:
+    """Fail before training, not at the first validation, when AUC selection cannot be computed on `val`."""
+    y_train, y_val = labels_of(train), labels_of(val)
+    if cfg.select_metric != "auc" or y_val.ndim != 1:
+        return
+    missing = sorted(set(np.unique(y_train).tolist()) - set(np.unique(y_val).tolist()))
+    if missing:
+        raise DataError(f"The validation data ({len(val)} images of {train.card.name!r}, "
+                        f"{'a hold-out of train' if cfg.val_source == 'holdout' else 'its val split'}) has no "
+                        f"image of class(es) {missing}, so the AUC that selects the epoch is undefined. Use a "
+                        f"larger label budget or val split, or select_metric=accuracy.")
 
 
 def _trainer(cfg: FinetuneConfig, device: torch.device, *, max_steps: int, val_every: int | None,
@@ -210,7 +224,9 @@ def _trainer(cfg: FinetuneConfig, device: torch.device, *, max_steps: int, val_e
         accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_steps=max_steps, max_epochs=-1,
         val_check_interval=val_every or max_steps, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         limit_val_batches=None if val_every else 0, precision="bf16-mixed" if cfg.bf16 else "32-true",
-        deterministic=cfg.deterministic, logger=False, enable_checkpointing=False, enable_model_summary=False,
+        # on CUDA some backward kernels (adaptive pooling's) have no deterministic version: warn there, don't fail
+        deterministic=("warn" if device.type == "cuda" else True) if cfg.deterministic else False, logger=False,
+        enable_checkpointing=False, enable_model_summary=False,
         enable_progress_bar=progress, callbacks=[*callbacks, *extra])
 
 

@@ -300,6 +300,8 @@ def _replay(d: _Data, cfg: LinearConfig) -> tuple[list[np.ndarray], list[bool], 
         return [models[0].fit(x, y, C)]
 
     def proba(models: list[WarmLBFGS], x: np.ndarray) -> np.ndarray:
+        if loss == "softmax":  # every class's column, also for a class missing from the fitted rows
+            return models[0].predict_proba(x, n_classes=n_classes)
         return _scores(d.task, np.concatenate([m.predict_proba(x) for m in models], axis=1))
 
     models = solvers()
