@@ -46,6 +46,9 @@ def test_a_finished_run_is_not_trained_again_and_another_config_is_refused(tmp_p
     first = pretrain(_cfg(epochs=1), out, progress=False)
     second = pretrain(_cfg(epochs=1), out, progress=False)
     assert second.losses == [] and second.record["final_loss"] == first.record["final_loss"]
+    # where it runs is not what it is: a bench step (devices=1) finds the CLI's run (devices=auto) done
+    third = pretrain(_cfg(epochs=1, devices=1, num_workers=1), out, progress=False)
+    assert third.losses == [] and third.record["final_loss"] == first.record["final_loss"]
     with pytest.raises(ConfigError, match="another config"):
         pretrain(_cfg(epochs=1, seed=1), out, progress=False)
 
@@ -68,6 +71,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path: Path, monkeypatch: p
     assert res.record["resumed_from_checkpoint"] and res.record["steps"] == 4
     assert len(res.losses) == 4  # epoch one's losses come back from the checkpoint
     assert res.record["final_loss"] == pytest.approx(float(np.mean(res.losses[2:])))  # the last epoch's mean
+    assert not (out / CHECKPOINT).exists()  # a finished folder holds the model, not the resume state
 
 
 def test_3d_pretext_task_writes_a_3d_model(tmp_path: Path) -> None:

@@ -62,3 +62,13 @@ def test_a_failing_step_is_reported_and_the_rest_of_the_grid_runs(tmp_path: Path
 def test_bad_steps_raise_with_an_example(tmp_path: Path, step: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         load_spec(_spec(tmp_path, step))
+
+
+def test_a_changed_recipe_that_cannot_run_fails_its_cells_instead_of_scoring_the_old_model(tmp_path: Path) -> None:
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        run_grid(load_spec(_spec(tmp_path, STEP)), store)
+        # same folder, another recipe: pretrain() refuses to overwrite the folder, so nothing new is made
+        summary = run_grid(load_spec(_spec(tmp_path, STEP.replace("epochs: 1", "epochs: 2"))), store)
+        failed = store.cells(status="failed")
+    assert summary.done == 0 and [c["model"] for c in failed] == ["simclr-tiny"]
+    assert any("another config" in m for m in summary.failed)

@@ -79,3 +79,20 @@ def test_cli_init_is_refused_for_frozen_protocols() -> None:
     out = CliRunner().invoke(app, ["eval", "linear", "--model", "test-cnn", "--dataset", "phantom-binary-28",
                                    "--init", "scratch"])
     assert out.exit_code != 0 and "--init applies to trained protocols" in str(out.exception)
+
+
+def test_a_dataset_without_a_test_split_is_named(tmp_path: Path) -> None:
+    import pytest
+    from PIL import Image
+
+    from medtransfer import models
+    from medtransfer.errors import DataError
+    from medtransfer.runner.trained import run_trained
+
+    for split in ("train", "val"):
+        for label in ("a", "b"):
+            for k in range(3):
+                (tmp_path / "imgs" / split / label).mkdir(parents=True, exist_ok=True)
+                Image.new("L", (8, 8), 40 * k).save(tmp_path / "imgs" / split / label / f"{k}.png")
+    with pytest.raises(DataError, match="has no test split"):
+        run_trained("finetune", models.create("test-cnn"), str(tmp_path / "imgs"), seed=0, options={"steps": 1})

@@ -9,14 +9,12 @@ loadable with ``medtransfer.models.create(out)``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
+import shutil
 import sys
 import time
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from medtransfer import __version__
 from medtransfer import data as mdata
+from medtransfer._lightning import quiet_lightning
 from medtransfer.config import config_hash, to_dict
 from medtransfer.data.transforms import match_channels, preprocess
 from medtransfer.errors import ConfigError
@@ -126,23 +125,6 @@ def load_images(cfg: PretrainConfig, card: ModelCard) -> torch.Tensor:
     return torch.cat(chunks)
 
 
-@contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Lightning's banners (GPU available, tips) and data-loader hints are noise here: show warnings only."""
-    loggers = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")]
-    levels = [lg.level for lg in loggers]
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=".*(num_workers|does not have many workers|LeafSpec|exists and is not empty).*")
-        for lg in loggers:
-            lg.setLevel(logging.WARNING)
-        try:
-            yield
-        finally:
-            for lg, level in zip(loggers, levels, strict=True):
-                lg.setLevel(level)
-
-
 def _precision(cfg: PretrainConfig) -> str:
     if cfg.precision != "auto":
         return cfg.precision
@@ -198,7 +180,9 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, progress: bool | None = No
         >>> create("runs/simclr-phantom")  # the pretrained backbone, usable as any zoo model
     """
     out = Path(out)
-    digest = config_hash(cfg)
+    # where it runs (devices, accelerator, loader workers) is not part of what the run is: the same recipe from
+    # `medtransfer pretrain` (every device) and from a bench step (one device) is one model folder
+    digest = config_hash(dataclasses.replace(cfg, devices="auto", accelerator="auto", num_workers=0))
     record = _done(out, digest)
     if record is not None:
         log.info("%s already holds this finished run; not training again", out)
@@ -208,7 +192,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, progress: bool | None = No
     ckpt = out / CHECKPOINT
     resumed = ckpt.is_file()
     start = time.perf_counter()
-    with _quiet_lightning():
+    with quiet_lightning():
         trainer = _trainer(cfg, out, sys.stderr.isatty() if progress is None else progress)
         trainer.fit(module, loader, ckpt_path=str(ckpt) if resumed else None)
     if trainer.interrupted:  # Ctrl-C: Lightning stops gracefully; the checkpoint stays for the next call
@@ -221,6 +205,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, progress: bool | None = No
             description=f"{card.name} pretrained here with {cfg.method} on {cfg.dataset} for {cfg.epochs} "
                         f"epochs (seed {cfg.seed}); final training loss {record['final_loss']:.4f}.")
         save_model_dir(out, module.method.backbone, new_card, record)
+        # the resume state (optimizer and heads, ~3x the backbone) is not part of the model folder users share
+        shutil.rmtree(out / Path(CHECKPOINT).parent, ignore_errors=True)
     return PretrainResult(out, record, list(module.losses))
 
 

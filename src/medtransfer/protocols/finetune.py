@@ -22,9 +22,7 @@ import dataclasses
 import logging
 import shutil
 import sys
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from medtransfer._lightning import quiet_lightning
 from medtransfer.config import config_hash, from_dict
 from medtransfer.data.base import ImageDataset
 from medtransfer.errors import ConfigError, DataError
@@ -163,27 +162,6 @@ def _scratch(model: nn.Module, seed: int) -> nn.Module:
 
 # Lightning warnings that say nothing about this run: num_workers=0 is chosen (the batches are tensor slices),
 # a validation step without a val loader is the no-selection case, the pytree one is Lightning's own deprecation.
-_LIGHTNING_NOISE = (".*does not have many workers.*", ".*resuming from a checkpoint that ended before the epoch.*",
-                    ".*no `val_dataloader`.*", ".*LeafSpec.*is deprecated.*", ".*litlogger.*")
-
-
-@contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Hide Lightning's per-run banners (GPU available ..., few dataloader workers ...): num_workers=0 is chosen."""
-    names = ["pytorch_lightning", *(n for n in logging.root.manager.loggerDict if n.startswith("pytorch_lightning."))]
-    levels = {name: logging.getLogger(name).level for name in names}
-    for name in names:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            for message in _LIGHTNING_NOISE:
-                warnings.filterwarnings("ignore", message=message)
-            yield
-    finally:
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
-
-
 def _predict(module: FinetuneModule, ds: ImageDataset, cfg: FinetuneConfig, device: torch.device) -> np.ndarray:
     """Class probabilities (N, C) of a split under the module's current weights."""
     module.eval().to(device)
@@ -357,7 +335,7 @@ def _fit(module: FinetuneModule, batches: StepBatches, val: ImageDataset | None,
     # Trainer(deterministic=...) sets torch's process-wide flag already when it is built
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    with _quiet_lightning():
+    with quiet_lightning():
         trainer = _trainer(cfg, device, max_steps=batches.total_steps, val_every=val_every, ckpt_dir=ckpt_dir,
                            progress=progress, callbacks=callbacks)
     batches.start_step = lambda: trainer.global_step  # a resumed trainer stands at its checkpoint's step
@@ -370,7 +348,7 @@ def _fit(module: FinetuneModule, batches: StepBatches, val: ImageDataset | None,
     if resume is not None:
         log.info("resuming finetuning from %s", resume)
     try:
-        with _quiet_lightning():
+        with quiet_lightning():
             trainer.fit(module, train_dataloaders=loader, val_dataloaders=val_loader, ckpt_path=resume)
     finally:  # Lightning's deterministic mode is process-wide: leave the process as it was for the code after
         torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)

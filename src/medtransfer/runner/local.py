@@ -136,9 +136,12 @@ def run_grid(spec: GridSpec, store: ResultStore, *, force: bool = False, progres
     done = set() if force else store.done_cells()
     summary = RunSummary(total=len(cells), skipped=sum(c.cell_id in done for c in cells))
     spec = with_folders(spec, Path(store.path).parent)  # pretrained models live beside the store
-    summary.failed += run_pretraining(spec, progress=progress)  # before the grid: its models enter by name
+    unmade = run_pretraining(spec, progress=progress)  # before the grid: its models enter by name
     built: tuple[str | None, nn.Module | None] = (None, None)
     for (model_name, dataset_name), group in _grouped(c for c in cells if c.cell_id not in done).items():
+        if model_name in unmade:  # its pretraining failed: never score an older model in the folder instead
+            _fail(store, group, CellError(unmade[model_name]), summary)
+            continue
         trained = [c for c in group if c.protocol in TRAINED_PROTOCOLS]  # train on images: no features needed
         group = [c for c in group if c.protocol not in TRAINED_PROTOCOLS]
         if trained:

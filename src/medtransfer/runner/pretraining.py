@@ -66,15 +66,16 @@ def model_source(spec: GridSpec, model: str) -> str:
     return str(step_folder(step)) if step is not None else model
 
 
-def run_pretraining(spec: GridSpec, *, progress: bool = False) -> list[str]:
-    """Run the spec's pretraining steps (finished ones return at once); returns a message per failed step.
+def run_pretraining(spec: GridSpec, *, progress: bool = False) -> dict[str, str]:
+    """Run the spec's pretraining steps (finished ones return at once); returns {step name: error} of the failed.
 
-    A failed step's cells then fail on their own (their model folder is missing); the rest of the grid runs.
+    The runner fails a failed step's cells with that error (its folder may hold an older recipe's model, which
+    must not be scored under the new recipe's cell ids); the rest of the grid runs.
     """
     from medtransfer.config import from_dict
     from medtransfer.pretrain import PretrainConfig, pretrain
 
-    failed = []
+    failed: dict[str, str] = {}
     for step in spec.pretrain:
         settings = {k: v for k, v in step.items() if k not in _STEP_KEYS}
         settings.setdefault("data_root", spec.data_root)
@@ -87,7 +88,7 @@ def run_pretraining(spec: GridSpec, *, progress: bool = False) -> list[str]:
         except Exception as e:  # noqa: BLE001 - the grid goes on; the step's cells fail with their own error
             message = f"pretrain step {step['name']!r}: {type(e).__name__}: {e}"
             log.error("%s", message)
-            failed.append(message)
+            failed[step["name"]] = message
             continue
         log.info("pretrain step %r: %s (final loss %.4f)", step["name"], res.folder, res.record["final_loss"])
     return failed

@@ -14,6 +14,7 @@ from torch import nn
 from medtransfer import data as mdata
 from medtransfer.config import home
 from medtransfer.data.splits import label_subset
+from medtransfer.errors import DataError
 from medtransfer.protocols.base import ClassificationResult
 
 # The protocols that train a model on images instead of reading cached features.
@@ -47,6 +48,11 @@ def run_trained(protocol: str, model: nn.Module, dataset: str, *, seed: int, fra
     card = mdata.get_card(dataset)
     splits = {s: mdata.load(dataset, s, data_root=data_root, **(dataset_options or {}))
               for s in ("train", "val", "test") if s in card.splits}
+    missing = [s for s in ("train", "test") if s not in splits]
+    if missing:
+        raise DataError(f"Dataset {dataset!r} has no {' or '.join(missing)} split (it has {list(splits)}); "
+                        f"finetuning trains on train and scores on test. Give the folder a {missing[0]}/ "
+                        f"subfolder (or a split column in its CSV).")
     train = splits["train"]
     if per_class is not None or (fraction is not None and fraction < 1.0):
         keep = label_subset(labels_of(train), fraction=fraction if per_class is None else None,

@@ -1,0 +1,17 @@
+import logging
+import warnings
+
+from medtransfer._lightning import quiet_lightning
+
+
+def test_quiet_lightning_hides_known_noise_and_restores_the_loggers():
+    logger = logging.getLogger("pytorch_lightning.trainer")
+    logger.setLevel(logging.DEBUG)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with quiet_lightning():
+            assert logger.level == logging.WARNING
+            warnings.warn("The 'train_dataloader' does not have many workers which may be a bottleneck.", stacklevel=1)
+            warnings.warn("something users must see", stacklevel=1)
+    assert [str(w.message) for w in caught] == ["something users must see"]
+    assert logger.level == logging.DEBUG
