@@ -110,14 +110,16 @@ class DenseNetBackbone(nn.Module):
 
 
 class TinyCNN(nn.Module):
-    """A 2-layer CNN (16-d features) for fast registry-wide tests on CPU."""
+    """A 2-layer CNN (16-d features) for fast registry-wide tests on CPU; `dims=3` for volumes."""
 
-    def __init__(self, in_chans: int = 3, width: int = 16) -> None:
+    def __init__(self, in_chans: int = 3, width: int = 16, *, dims: int = 2) -> None:
         super().__init__()
+        conv, norm = (nn.Conv2d, nn.BatchNorm2d) if dims == 2 else (nn.Conv3d, nn.BatchNorm3d)
+        pool = nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool3d(1)
         self.body = nn.Sequential(
-            nn.Conv2d(in_chans, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
-            nn.Conv2d(8, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            conv(in_chans, 8, 3, stride=2, padding=1), norm(8), nn.ReLU(inplace=True),
+            conv(8, width, 3, stride=2, padding=1), norm(width), nn.ReLU(inplace=True),
+            pool, nn.Flatten(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medtransfer.models.backbones import ARCHS
+from medtransfer.models.backbones import ARCHS, TinyCNN
 
 
 def _monai_resnet(depth: int, in_chans: int) -> nn.Module:
@@ -46,22 +46,7 @@ class UNetEncoder3D(nn.Module):
         return self.body(x)  # (B, filters * 2**(levels-1))
 
 
-class TinyCNN3D(nn.Module):
-    """A 2-layer 3D CNN (16-d features) for fast tests on CPU."""
-
-    def __init__(self, in_chans: int = 1, width: int = 16) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv3d(in_chans, 8, 3, stride=2, padding=1), nn.BatchNorm3d(8), nn.ReLU(inplace=True),
-            nn.Conv3d(8, width, 3, stride=2, padding=1), nn.BatchNorm3d(width), nn.ReLU(inplace=True),
-            nn.AdaptiveAvgPool3d(1), nn.Flatten(),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)  # (B, 16)
-
-
 ARCHS.add("resnet10-3d", lambda c: _monai_resnet(10, c))
 ARCHS.add("resnet18-3d", lambda c: _monai_resnet(18, c))
 ARCHS.add("unet-encoder-3d", UNetEncoder3D)
-ARCHS.add("test-cnn3d", TinyCNN3D)
+ARCHS.add("test-cnn3d", lambda c: TinyCNN(c, dims=3))
