@@ -91,3 +91,15 @@ def test_a_class_missing_from_the_fitted_rows_is_encoded_away_as_scikit_learn_do
     proba = ours.predict_proba(x, n_classes=3)
     assert proba.shape == (60, 3) and not proba[:, 1].any()
     np.testing.assert_allclose(proba[:, [0, 2]], clf.predict_proba(x), rtol=1e-5, atol=1e-6)
+
+
+def test_replay_and_sklearn_loop_agree_when_a_class_is_missing_from_the_fitted_rows():
+    x, y = _data(90, 40, 3, seed=4)
+    y[np.flatnonzero(y == 2)[1:]] = 0  # class 2 keeps one image: the legacy hold-out may take it from the fit rows
+    xt, yt = _data(60, 40, 3, seed=5)
+    train, test = Features(x, y), Features(xt, yt)
+    grid = ANTON2022_C_GRID[::5]
+    replay = linear_probe(train, test, preset="anton2022", C_grid=grid, metrics=("accuracy",), n_boot=0)
+    loop = linear_probe(train, test, preset="anton2022", C_grid=grid, metrics=("accuracy",), solver="sklearn",
+                        n_boot=0)
+    assert replay.chosen == loop.chosen and replay.metrics == loop.metrics

@@ -258,28 +258,46 @@ def _take(fit: LogRegFit, i: int) -> LogRegFit:
 
 def _sklearn_fit(clf: LogisticRegression | OneVsRestClassifier, C: float, x: np.ndarray,
                  y: np.ndarray) -> LogisticRegression | OneVsRestClassifier:
-    """Refit `clf` at `C`, warm-started from its current solution (multi-label refits each label afresh)."""
+    """Refit `clf` at `C`, warm-started from its current solution (multi-label refits each label afresh).
+
+    When `y` has another number of classes than the last fit (a class the hold-out took entirely), scikit-learn
+    refuses the warm start and the reference would stop; this starts that fit from zeros instead, as the replay does.
+    """
     clf.set_params(**({"estimator__C": C} if isinstance(clf, OneVsRestClassifier) else {"C": C}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        if isinstance(clf, LogisticRegression) and hasattr(clf, "coef_") and \
+                len(clf.classes_) != len(np.unique(y)):
+            del clf.coef_, clf.intercept_
         return clf.fit(x, y)
 
 
 def _sklearn(d: _Data, cfg: LinearConfig) -> tuple[list[np.ndarray], list[bool], Callable[[int], np.ndarray]]:
     """The reference loop: one warm-started fit per C in grid order, then a refit warm-started from the last."""
-    _, factor = _loss(d.task, cfg)
+    loss, factor = _loss(d.task, cfg)
+    n_classes = int(max(d.fit_y.max(), d.val_y.max())) + 1 if loss == "softmax" else None
     lr = LogisticRegression(warm_start=True)
     clf = OneVsRestClassifier(lr) if d.task == "multi-label" else lr
+
+    def proba(x: np.ndarray) -> np.ndarray:
+        p = clf.predict_proba(x)
+        if n_classes is None or p.shape[1] == n_classes:
+            return p
+        full = np.zeros((len(x), n_classes))  # a class absent from the fitted rows: probability 0
+        full[:, clf.classes_] = p
+        return full
+
     val_proba, converged = [], []
     for C in cfg.C_grid:
         _sklearn_fit(clf, factor * C, d.fit_x, d.fit_y)
-        val_proba.append(clf.predict_proba(d.val_x))
+        val_proba.append(proba(d.val_x))
         estimators = clf.estimators_ if isinstance(clf, OneVsRestClassifier) else [clf]
         converged.append(all(int(e.n_iter_.max()) < e.max_iter for e in estimators))
 
     def test_proba(i: int) -> np.ndarray:
         x, y, x_test = d.refit if d.refit is not None else (d.fit_x, d.fit_y, d.test_x)
-        return _sklearn_fit(clf, factor * cfg.C_grid[i], x, y).predict_proba(x_test)
+        _sklearn_fit(clf, factor * cfg.C_grid[i], x, y)
+        return proba(x_test)
 
     return val_proba, converged, test_proba
 
