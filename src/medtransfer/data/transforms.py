@@ -17,9 +17,10 @@ _MODES_2D = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}
 _MODES_3D = {"bilinear": "trilinear", "bicubic": "trilinear", "nearest": "nearest"}
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (B, H, W, C) or (B, D, H, W, C) -> float (B, C, H, W) / (B, C, D, H, W) in [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(images))
+def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, C) or (B, D, H, W, C) -> float (B, C, H, W) / (B, C, D, H, W) in [0, 1]; a tensor stays on
+    its device."""
+    t = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
     t = t.movedim(-1, 1)  # (B, C, ...)
     return t.float().div_(255.0)
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medtransfer.data.transforms import match_channels, normalize, resize_crop
+from medtransfer.data.transforms import match_channels, normalize, resize_crop, to_tensor
 from medtransfer.errors import TrainingError
 from medtransfer.models.card import InputContract
 from medtransfer.protocols._augment import augment
@@ -70,7 +70,7 @@ class FinetuneModule(pl.LightningModule):
 
     def _train_input(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W, C) / (B, D, H, W, C) on the device -> augmented, normalised float (B, C, S, S[, S])."""
-        x = match_channels(images.movedim(-1, 1).float().div_(255.0), self.contract.in_chans)
+        x = match_channels(to_tensor(images), self.contract.in_chans)
         if self.cfg.augment == "none":  # exactly the evaluation batches' resize + centre crop (preprocess)
             if self.contract.input_size is not None:
                 x = resize_crop(x, self.contract.input_size, crop_pct=self.contract.crop_pct,
