@@ -251,6 +251,9 @@ class Finetuner:
             task: the train card's task when None.
         """
         cfg, seed = self.cfg, self.seed
+        if train.card.dims == 3 and cfg.augment != "none":
+            raise ConfigError(f"{train.card.name!r} holds volumes, and the {cfg.augment!r} augmentation of this "
+                              f"finetune config is 2D. Use augment='none' for volumes (the medmnist preset does).")
         self.task_ = task or train.card.task
         device = default_device(self.device)
         fit_train, fit_val = _splits(train, val, cfg, seed)
