@@ -8,7 +8,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from medtransfer.errors import ConfigError, UnknownNameError
+from medtransfer.errors import ConfigError, DataError, UnknownNameError
 from medtransfer.protocols import Features, LinearConfig, linear_probe
 from medtransfer.protocols.linear import ANTON2022_C_GRID, PRESETS, split_validation
 
@@ -183,3 +183,24 @@ def test_multi_label_with_a_label_missing_from_validation(rng: np.random.Generat
     r = linear_probe(Features(x[:200], y[:200]), Features(x[200:], (x[200:, :3] > 0).astype(np.uint8)), val=val,
                      task="multi-label", metrics=("auc", "accuracy"), n_boot=10)
     assert set(r.metrics) == {"auc", "accuracy"} and all(np.isfinite(g["auc"]) for g in r.grid)
+
+
+@pytest.mark.parametrize("solver", ["fast", "replay", "sklearn"])
+def test_a_class_no_training_row_has_gets_probability_zero(rng: np.random.Generator, solver: str) -> None:
+    def split(n: int, classes: list[int]) -> Features:
+        y = rng.choice(classes, n)
+        return Features(rng.normal(size=(n, 6)) + y[:, None], y)
+
+    train, val, test = split(60, [0, 1]), split(30, [0, 1]), split(30, [0, 1, 2])  # a 1% budget can do this
+    r = linear_probe(train, test, val=val, task="multi-class", solver=solver, n_boot=0, C_grid=(1.0,))
+    two = linear_probe(train, Features(test.x[test.y < 2], test.y[test.y < 2]), val=val, task="binary",
+                       solver=solver, n_boot=0, C_grid=(1.0,))
+    # class 2 scored 0 everywhere: every class-2 image is an error, the others keep the 2-class prediction
+    shown = test.y < 2
+    assert r.metrics["accuracy"] == pytest.approx(two.metrics["accuracy"] * shown.mean())
+    with pytest.raises(DataError, match="n_classes=2 is smaller than the 3 classes.*num_classes"):
+        linear_probe(split(60, [0, 1, 2]), test, val=split(30, [0, 1, 2]), task="multi-class", solver=solver,
+                     n_boot=0, C_grid=(1.0,), n_classes=2)
+    r3 = linear_probe(split(60, [0, 1, 2]), split(30, [0, 1]), val=split(30, [0, 1, 2]), task="multi-class",
+                      solver=solver, n_boot=0, C_grid=(1.0,), metrics=("accuracy",))  # test lacks class 2: fine
+    assert 0.0 <= r3.metrics["accuracy"] <= 1.0

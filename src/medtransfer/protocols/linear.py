@@ -356,9 +356,21 @@ def _selection_score(select: str, task: str, y: np.ndarray, proba: np.ndarray) -
     return float(np.mean(per_label))
 
 
+def _all_classes(task: str, proba: np.ndarray, test_y: np.ndarray, n_classes: int | None) -> np.ndarray:
+    """`proba` with a zero column for every class after the last one the fitted rows had (single-label tasks)."""
+    if task == "multi-label":
+        return proba
+    n = n_classes if n_classes is not None else max(proba.shape[1], int(np.max(test_y)) + 1)
+    if n < proba.shape[1]:
+        raise DataError(f"n_classes={n} is smaller than the {proba.shape[1]} classes the training labels hold. "
+                        "Pass the dataset's class count (its card's num_classes).")
+    return np.pad(proba, ((0, 0), (0, n - proba.shape[1])))
+
+
 def linear_probe(train: Features, test: Features, *, preset: str = "default", val: Features | None = None,
                  task: str | None = None, metrics: Sequence[str] | None = None, select: str | None = None,
-                 seed: int = 0, cfg: LinearConfig | None = None, **overrides: Any) -> ClassificationResult:
+                 seed: int = 0, cfg: LinearConfig | None = None, n_classes: int | None = None,
+                 **overrides: Any) -> ClassificationResult:
     """Fit logistic regression on `train` for every C, pick C on validation data, score `test`.
 
     Test data never reaches the choice of C. With a hold-out of train, the final model is refitted on all of
@@ -372,6 +384,8 @@ def linear_probe(train: Features, test: Features, *, preset: str = "default", va
         select: the metric that chooses C (default: the first of `metrics`).
         seed: seeds the hold-out split and the bootstrap.
         cfg: a full LinearConfig instead of a preset.
+        n_classes: the dataset's class count (single-label tasks). A class no training row has (a small label
+            budget) gets probability 0; None: the largest label of train, val and test, plus one.
         **overrides: LinearConfig fields, e.g. ``C_grid=(1.0,)``.
 
     Examples:
@@ -391,8 +405,7 @@ def linear_probe(train: Features, test: Features, *, preset: str = "default", va
         val_proba, converged, test_proba = _SOLVERS[cfg.solver](d, cfg)
         scores = [_selection_score(select, task, d.val_y, p) for p in val_proba]
         best = int(np.argmax(scores))  # the first of equal scores, as the reference's strict '>'
-        final = test_proba(best)
-    scores = [_selection_score(select, task, d.val_y, p) for p in val_proba]
+        final = _all_classes(task, test_proba(best), test.y, n_classes)
     grid = [{"C": C, select: s, "converged": c} for C, s, c in zip(cfg.C_grid, scores, converged, strict=True)]
     result = evaluate(task, test.y, final, metrics, n_boot=cfg.n_boot, seed=seed)
     return ClassificationResult(
