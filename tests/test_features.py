@@ -89,6 +89,19 @@ def test_a_3d_dataset_needs_a_3d_model() -> None:
         extract(create("test-cnn"), data.load("phantom3d-binary-28", "test", n=4))
 
 
+@pytest.mark.parametrize("name", ["test-cnn3d", "resnet10-3d"])
+def test_volumes_extract_with_a_3d_model_equal_to_a_bare_forward(name: str) -> None:
+    from medtransfer import data
+
+    model, ds = create(name), data.load("phantom3d-binary-28", "test", n=6)
+    fs = extract(model, ds, batch_size=4, bf16=False, cache=False)
+    x = preprocess(ds.images(np.arange(len(ds))), **vars(model.card.input))
+    with torch.inference_mode():
+        expected = model(x).numpy()
+    assert fs.x.shape == (6, model.card.feature_dim)
+    np.testing.assert_allclose(fs.x, expected, rtol=1e-4, atol=1e-5)
+
+
 def test_prefetching_gives_the_same_batches() -> None:
     model, ds = create("test-cnn"), _dataset(n=37)
     plain = list(features.iter_batches(ds, model.card.input, 8))

@@ -174,7 +174,8 @@ def extract(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 128, b
     if cache and not force and (folder / "meta.json").is_file():
         log.info("feature cache hit %s", key)
         return _read(folder, key)
-    model = model.to(device).to(memory_format=torch.channels_last).eval()
+    fmt = torch.channels_last if card_of(model).dims == 2 else torch.channels_last_3d
+    model = model.to(device).to(memory_format=fmt).eval()
     tmp = folder.with_name(f"{key}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
