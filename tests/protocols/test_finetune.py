@@ -235,10 +235,11 @@ def test_a_val_split_without_a_class_fails_before_training(splits, net) -> None:
     assert spy.first_step is None  # not a single training step was spent
 
 
-def test_volumes_finetune_with_the_medmnist_preset_and_2d_augmentation_is_refused_clearly() -> None:
+def test_volumes_finetune_with_the_medmnist3d_preset_and_2d_augmentation_is_refused_clearly() -> None:
     tr, va, te = (data.load("phantom3d-binary-28", s, n=n) for s, n in (("train", 24), ("val", 12), ("test", 12)))
     net3d = models.create("test-cnn3d")
-    result = finetune(net3d, tr, va, te, preset="medmnist", steps=3, batch_size=8, **FAST)
+    assert resolve_config("medmnist3d") == resolve_config("medmnist", batch_size=32)  # MedMNIST3D's script
+    result = finetune(net3d, tr, va, te, preset="medmnist3d", steps=3, batch_size=8, **FAST)
     assert result.chosen["stopped_step"] == 3 and result.chosen["best_step"] is not None
     assert set(result.metrics) == {"accuracy", "auc"} and all(0.0 <= v <= 1.0 for v in result.metrics.values())
     trained = Finetuner("medmnist", steps=2, batch_size=8, **FAST).fit(net3d, tr, va)

@@ -11,11 +11,15 @@ from torch import nn
 from medtransfer.models.backbones import ARCHS, TinyCNN
 
 
-def _monai_resnet(depth: int, in_chans: int) -> nn.Module:
+def _monai_resnet(depth: int, in_chans: int, *, small: bool = False) -> nn.Module:
     from monai.networks.nets import resnet
 
+    # MedMNIST v2's "ResNet-18+3D" is its 28 px (CIFAR-style) ResNet-18 put through ACSConv's Conv3dConverter:
+    # a 3x3x3 stride-1 stem, no max-pool, 3x3x3 convs and 1x1x1 conv + BN shortcuts (MONAI's shortcut "B").
+    stem = {"conv1_t_size": 3, "conv1_t_stride": 1, "no_max_pool": True, "shortcut_type": "B",
+            "bias_downsample": False} if small else {}
     # feed_forward=False: no classifier, forward ends conv1..layer4 -> avgpool -> flatten (512-d for 10/18/34)
-    return getattr(resnet, f"resnet{depth}")(spatial_dims=3, n_input_channels=in_chans, feed_forward=False)
+    return getattr(resnet, f"resnet{depth}")(spatial_dims=3, n_input_channels=in_chans, feed_forward=False, **stem)
 
 
 class UNetEncoder3D(nn.Module):
@@ -48,5 +52,6 @@ class UNetEncoder3D(nn.Module):
 
 ARCHS.add("resnet10-3d", lambda c: _monai_resnet(10, c))
 ARCHS.add("resnet18-3d", lambda c: _monai_resnet(18, c))
+ARCHS.add("resnet18-3d-small", lambda c: _monai_resnet(18, c, small=True))
 ARCHS.add("unet-encoder-3d", UNetEncoder3D)
 ARCHS.add("test-cnn3d", lambda c: TinyCNN(c, dims=3))

@@ -29,9 +29,16 @@ for _card in (
 ):
     MODELS.add(_card.name, _card)
 
-# 3D encoders (MONAI; models/backbones3d.py): grey volumes at their stored size, normalised as MedMNIST3D.
+# 3D encoders (MONAI; models/backbones3d.py): grey volumes at their stored size, [0, 1] mapped to [-1, 1].
 _VOL = InputContract(input_size=None, mean=(0.5,), std=(0.5,), in_chans=1)
+# MedMNIST3D's loader gives voxels / 255 in [0, 1] with no normalisation (MedMNIST3D.__getitem__)
+_VOL_MEDMNIST = InputContract(input_size=None, mean=(0.0,), std=(1.0,), in_chans=1)
 for _card in (
+    ModelCard("resnet18-3d-small", "resnet18-3d-small", 512, input=_VOL_MEDMNIST, dims=3,
+              paper="MedMNIST v2, Yang et al., Sci. Data 2023",
+              description="The 'ResNet-18+3D' of the MedMNIST v2 3D benchmark: the 28 px ResNet-18 (3x3x3 "
+                          "stride-1 stem, no max-pool) with 3D convs, voxels in [0, 1]. Random initialisation "
+                          "(MONAI's; the reference inflates a random 2D init)."),
     ModelCard("resnet18-3d", "resnet18-3d", 512, input=_VOL, dims=3,
               description="3D ResNet-18 (MONAI), one input channel; random initialisation."),
     ModelCard("resnet10-3d", "resnet10-3d", 512, input=_VOL, dims=3,
