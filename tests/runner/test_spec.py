@@ -47,3 +47,15 @@ def test_fewshot_ignores_label_budgets_and_user_paths_are_absolute(tmp_path: Pat
     cells = expand(spec, precision="fp32")
     assert sorted((c.protocol, c.fraction) for c in cells) == [("fewshot", 1.0), ("linear", 0.1), ("linear", 1.0)]
     assert cells[0].config["dataset"] == str(tmp_path.resolve())
+
+
+def test_a_mixed_2d_3d_grid_pairs_models_with_datasets_of_their_dims(caplog: pytest.LogCaptureFixture) -> None:
+    spec = load_spec(None, ["models=[test-cnn, test-cnn3d, unknown-model, simclr-phantom]",
+                            "datasets=[phantom-binary-32, phantom3d-binary-28]", "protocols=[linear]"])
+    with caplog.at_level("INFO", logger="medtransfer.runner.spec"):
+        pairs = {(c.model, c.dataset) for c in expand(spec, precision="fp32")}
+    assert pairs == {("test-cnn", "phantom-binary-32"), ("test-cnn3d", "phantom3d-binary-28"),
+                     ("simclr-phantom", "phantom-binary-32"),  # the default spec's step pretrains on a 2D phantom
+                     ("unknown-model", "phantom-binary-32"), ("unknown-model", "phantom3d-binary-28")}
+    assert "test-cnn (2D) x phantom3d-binary-28 (3D)" in caplog.text
+    assert "test-cnn3d (3D) x phantom-binary-32 (2D)" in caplog.text

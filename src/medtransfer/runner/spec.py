@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -13,8 +14,10 @@ from medtransfer.config import config_hash, load
 from medtransfer.data.base import is_user_path
 from medtransfer.errors import ConfigError
 from medtransfer.features import FEATURES_VERSION
-from medtransfer.runner.pretraining import check_steps, recipe
+from medtransfer.runner.pretraining import check_steps, recipe, step_of
 from medtransfer.runner.store import Cell
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,13 +87,48 @@ def _dataset_key(dataset: str) -> str:
     return str(Path(dataset).expanduser().resolve()) if is_user_path(dataset) else dataset
 
 
+def _dataset_dims(dataset: str) -> int | None:
+    """2 or 3 for a registered dataset or a user folder / CSV (images, 2D); None for an unknown name."""
+    if is_user_path(dataset):
+        return 2
+    from medtransfer.data.base import DATASETS
+
+    return DATASETS.get(dataset).card.dims if dataset in DATASETS else None
+
+
+def _model_dims(spec: GridSpec, model: str) -> int | None:
+    """2 or 3 for a registered model or a pretraining step (its dataset's dims); None when unknown before loading."""
+    if (step := step_of(spec, model)) is not None:
+        return _dataset_dims(str(step["dataset"]))
+    from medtransfer.models import MODELS
+
+    return MODELS.get(model).dims if model in MODELS else None
+
+
+def _pairs_that_fit(spec: GridSpec) -> set[tuple[str, str]]:
+    """The (model, dataset) pairs whose dims agree (or are unknown before loading); a mixed 2D/3D grid runs only
+    the pairs that fit, instead of failing every 2D-model x 3D-dataset cell."""
+    pairs, skipped = set(), []
+    for model, dataset in itertools.product(spec.models, spec.datasets):
+        m, d = _model_dims(spec, model), _dataset_dims(dataset)
+        if m is not None and d is not None and m != d:
+            skipped.append(f"{model} ({m}D) x {dataset} ({d}D)")
+        else:
+            pairs.add((model, dataset))
+    if skipped:
+        log.warning("Not run, the model and dataset dims differ: %s", "; ".join(skipped))
+    return pairs
+
+
 def expand(spec: GridSpec, *, precision: str) -> list[Cell]:
     """The spec's cells, each keyed by the hash of its settings, the feature-extraction version and the
-    medtransfer version (a user folder whose images change needs ``--force``: its content is not hashed here)."""
+    medtransfer version (a user folder whose images change needs ``--force``: its content is not hashed here).
+    A 2D model is not paired with a 3D dataset, nor a 3D model with a 2D one."""
     cells = []
+    fit = _pairs_that_fit(spec)
     grid = itertools.product(spec.models, spec.datasets, spec.protocols, spec.fractions, spec.seeds)
     for model, dataset, protocol, fraction, seed in grid:
-        if protocol in _NO_BUDGET and fraction != 1.0:
+        if (protocol in _NO_BUDGET and fraction != 1.0) or (model, dataset) not in fit:
             continue
         config = {
             "model": model, "dataset": _dataset_key(dataset), "protocol": protocol, "seed": seed,
