@@ -40,5 +40,6 @@ def test_medmnist_3d_resnet18_is_the_28px_resnet18_with_3d_convs() -> None:
     with torch.no_grad():
         net3d(torch.rand(1, 1, 28, 28, 28))
     assert grid == [(4, 4, 4)]  # stride-1 stem, no max-pool: 28 -> 28 -> 14 -> 7 -> 4
+    assert (net3d.conv1.stride, net3d.conv1.padding) == ((1, 1, 1), (1, 1, 1))  # 'same' stem, as the 2D one
     card = MODELS.get("resnet18-3d-small").input
     assert (card.mean, card.std) == ((0.0,), (1.0,))  # MedMNIST3D feeds voxels / 255 unnormalised

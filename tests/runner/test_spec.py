@@ -49,13 +49,29 @@ def test_fewshot_ignores_label_budgets_and_user_paths_are_absolute(tmp_path: Pat
     assert cells[0].config["dataset"] == str(tmp_path.resolve())
 
 
-def test_a_mixed_2d_3d_grid_pairs_models_with_datasets_of_their_dims(caplog: pytest.LogCaptureFixture) -> None:
-    spec = load_spec(None, ["models=[test-cnn, test-cnn3d, unknown-model, simclr-phantom]",
+def test_a_mixed_2d_3d_grid_pairs_models_with_datasets_of_their_dims(tmp_path: Path) -> None:
+    from medtransfer.models import MODELS, create
+    from medtransfer.models.local import save_model_dir
+    from medtransfer.runner.spec import mismatched_pairs
+
+    folder = save_model_dir(tmp_path / "my-3d-model", create("test-cnn3d"), MODELS.get("test-cnn3d"))
+    spec = load_spec(None, [f"models=[test-cnn, test-cnn3d, unknown-model, simclr-phantom, {folder}]",
                             "datasets=[phantom-binary-32, phantom3d-binary-28]", "protocols=[linear]"])
-    with caplog.at_level("INFO", logger="medtransfer.runner.spec"):
-        pairs = {(c.model, c.dataset) for c in expand(spec, precision="fp32")}
+    pairs = {(c.model, c.dataset) for c in expand(spec, precision="fp32")}
     assert pairs == {("test-cnn", "phantom-binary-32"), ("test-cnn3d", "phantom3d-binary-28"),
                      ("simclr-phantom", "phantom-binary-32"),  # the default spec's step pretrains on a 2D phantom
+                     (str(folder), "phantom3d-binary-28"),  # a model folder: the dims of its card
                      ("unknown-model", "phantom-binary-32"), ("unknown-model", "phantom3d-binary-28")}
-    assert "test-cnn (2D) x phantom3d-binary-28 (3D)" in caplog.text
-    assert "test-cnn3d (3D) x phantom-binary-32 (2D)" in caplog.text
+    assert mismatched_pairs(spec) == ["test-cnn (2D) x phantom3d-binary-28 (3D)",
+                                      "test-cnn3d (3D) x phantom-binary-32 (2D)",
+                                      "simclr-phantom (2D) x phantom3d-binary-28 (3D)",
+                                      f"{folder} (3D) x phantom-binary-32 (2D)"]
+
+
+def test_a_model_or_dataset_without_a_partner_of_its_dims_is_an_error() -> None:
+    lone_model = load_spec(None, ["models=[test-cnn, test-cnn3d]", "datasets=[phantom-binary-32]"])
+    with pytest.raises(ConfigError, match=r"model test-cnn3d \(3D\) has no partner of the same dims"):
+        expand(lone_model, precision="fp32")
+    lone_dataset = load_spec(None, ["models=[test-cnn]", "datasets=[phantom3d-binary-28, phantom-binary-32]"])
+    with pytest.raises(ConfigError, match=r"dataset phantom3d-binary-28 \(3D\) has no partner.*resnet18-3d-small"):
+        expand(lone_dataset, precision="fp32")

@@ -5,8 +5,8 @@ Unlike the frozen protocols this one takes images, not features: it trains the m
 - ``medmnist`` — MedMNIST v2 (Yang et al. 2023, ``train_and_eval_pytorch.py``): Adam 1e-3, batch 128, 100 epochs,
   learning rate x0.1 at 50% and 75% of training, no augmentation; the epoch with the best validation AUC is kept.
 - ``medmnist3d`` — the same for MedMNIST v2's 3D benchmark (``MedMNIST3D/train_and_eval_pytorch.py``): batch 32.
-  The reference script keeps a reference to the live model as its "best" one and so scores the last epoch; this
-  preset keeps the best validation epoch as the paper describes.
+  The best validation epoch is kept, as the current script does (an earlier version, MedMNIST/experiments@11409d8,
+  kept a reference to the live model as its "best" one and so scored the last epoch).
 - ``anton2022`` — Anton et al. 2022 (§1.7): SGD Nesterov 0.9, lr 1e-2, wd 1e-8, batch 64, 5000 steps, cosine decay
   per step, RandomResizedCrop + flip. ``early_stopping=true`` validates every 200 steps on a stratified 80/20 split
   of train, stops after 3 evaluations without improvement and restores the best weights (really: a deep copy).

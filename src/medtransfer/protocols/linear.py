@@ -362,8 +362,8 @@ def _all_classes(task: str, proba: np.ndarray, test_y: np.ndarray, n_classes: in
         return proba
     n = n_classes if n_classes is not None else max(proba.shape[1], int(np.max(test_y)) + 1)
     if n < proba.shape[1]:
-        raise DataError(f"n_classes={n} is smaller than the {proba.shape[1]} classes the training labels hold. "
-                        "Pass the dataset's class count (its card's num_classes).")
+        raise DataError(f"n_classes={n} is smaller than the {proba.shape[1]} classes of the fitted labels (train "
+                        "and val). Leave n_classes out to count them from the labels.")
     return np.pad(proba, ((0, 0), (0, n - proba.shape[1])))
 
 
@@ -384,8 +384,8 @@ def linear_probe(train: Features, test: Features, *, preset: str = "default", va
         select: the metric that chooses C (default: the first of `metrics`).
         seed: seeds the hold-out split and the bootstrap.
         cfg: a full LinearConfig instead of a preset.
-        n_classes: the dataset's class count (single-label tasks). A class no training row has (a small label
-            budget) gets probability 0; None: the largest label of train, val and test, plus one.
+        n_classes: probability columns for single-label tasks (None: the largest label of train, val and test,
+            plus one). A class no training row has (a small label budget) gets probability 0.
         **overrides: LinearConfig fields, e.g. ``C_grid=(1.0,)``.
 
     Examples:
@@ -411,5 +411,5 @@ def linear_probe(train: Features, test: Features, *, preset: str = "default", va
     return ClassificationResult(
         protocol="linear", metrics={k: v[0] for k, v in result.items()},
         ci={k: (v[1], v[2]) for k, v in result.items()}, chosen={"C": cfg.C_grid[best]}, grid=grid,
-        n_train=train.n, n_test=test.n, seed=seed, config={**to_dict(cfg), "preset": preset},
+        n_train=train.n, n_test=test.n, seed=seed, config={**to_dict(cfg), "preset": preset, "n_classes": n_classes},
     )

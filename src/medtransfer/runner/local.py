@@ -17,7 +17,7 @@ from medtransfer.features import FeatureSet, default_device, extract, use_bf16
 from medtransfer.models import create, weights_sha256
 from medtransfer.protocols import PROTOCOLS, ClassificationResult, Features
 from medtransfer.runner.pretraining import model_source, run_pretraining, with_folders
-from medtransfer.runner.spec import GridSpec, expand
+from medtransfer.runner.spec import GridSpec, expand, mismatched_pairs
 from medtransfer.runner.store import Cell, ResultRow, ResultStore
 from medtransfer.runner.trained import TRAINED_PROTOCOLS, run_trained
 
@@ -133,6 +133,8 @@ def run_grid(spec: GridSpec, store: ResultStore, *, force: bool = False, progres
     """
     precision = precision_for(spec)
     cells = expand(spec, precision=precision)
+    if mismatched := mismatched_pairs(spec):
+        log.warning("Not run, the model and dataset dims differ: %s", "; ".join(mismatched))
     done = set() if force else store.done_cells()
     summary = RunSummary(total=len(cells), skipped=sum(c.cell_id in done for c in cells))
     spec = with_folders(spec, Path(store.path).parent)  # pretrained models live beside the store

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import logging
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -16,8 +15,6 @@ from medtransfer.errors import ConfigError
 from medtransfer.features import FEATURES_VERSION
 from medtransfer.runner.pretraining import check_steps, recipe, step_of
 from medtransfer.runner.store import Cell
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,27 +94,43 @@ def _dataset_dims(dataset: str) -> int | None:
 
 
 def _model_dims(spec: GridSpec, model: str) -> int | None:
-    """2 or 3 for a registered model or a pretraining step (its dataset's dims); None when unknown before loading."""
+    """2 or 3 for a registered model, a model folder or a pretraining step (its dataset's dims); None when
+    unknown (a name no registry holds: creating it fails with its own error)."""
     if (step := step_of(spec, model)) is not None:
-        return _dataset_dims(str(step["dataset"]))
+        return step.get("dims") or _dataset_dims(str(step["dataset"]))
     from medtransfer.models import MODELS
+    from medtransfer.models.local import is_model_dir, read_model_dir
 
-    return MODELS.get(model).dims if model in MODELS else None
+    if model in MODELS:
+        return MODELS.get(model).dims
+    return read_model_dir(model)[0].dims if is_model_dir(model) else None
 
 
-def _pairs_that_fit(spec: GridSpec) -> set[tuple[str, str]]:
-    """The (model, dataset) pairs whose dims agree (or are unknown before loading); a mixed 2D/3D grid runs only
-    the pairs that fit, instead of failing every 2D-model x 3D-dataset cell."""
-    pairs, skipped = set(), []
-    for model, dataset in itertools.product(spec.models, spec.datasets):
-        m, d = _model_dims(spec, model), _dataset_dims(dataset)
-        if m is not None and d is not None and m != d:
-            skipped.append(f"{model} ({m}D) x {dataset} ({d}D)")
-        else:
-            pairs.add((model, dataset))
-    if skipped:
-        log.warning("Not run, the model and dataset dims differ: %s", "; ".join(skipped))
-    return pairs
+def _dims(spec: GridSpec) -> tuple[dict[str, int | None], dict[str, int | None]]:
+    return {m: _model_dims(spec, m) for m in spec.models}, {d: _dataset_dims(d) for d in spec.datasets}
+
+
+def _clash(a: int | None, b: int | None) -> bool:
+    return a is not None and b is not None and a != b
+
+
+def mismatched_pairs(spec: GridSpec) -> list[str]:
+    """The (model, dataset) pairs of the grid whose dims differ ("name (2D) x name (3D)"): not run.
+
+    Raises:
+        ConfigError: when a model or a dataset of the grid has no partner of its dims at all (the grid would
+            silently drop it).
+    """
+    models, datasets = _dims(spec)
+    alone = [f"model {m} ({models[m]}D)" for m in models if all(_clash(models[m], v) for v in datasets.values())]
+    alone += [f"dataset {d} ({datasets[d]}D)" for d in datasets
+              if all(_clash(v, datasets[d]) for v in models.values())]
+    if alone:
+        raise ConfigError(f"In the grid, {' and '.join(alone)} has no partner of the same dims: a 2D model needs a "
+                          "2D dataset and a 3D model a 3D one (e.g. resnet18-3d-small with adrenalmnist3d). Add "
+                          "one, or drop it from the spec.")
+    return [f"{m} ({models[m]}D) x {d} ({datasets[d]}D)" for m, d in itertools.product(models, datasets)
+            if _clash(models[m], datasets[d])]
 
 
 def expand(spec: GridSpec, *, precision: str) -> list[Cell]:
@@ -125,10 +138,11 @@ def expand(spec: GridSpec, *, precision: str) -> list[Cell]:
     medtransfer version (a user folder whose images change needs ``--force``: its content is not hashed here).
     A 2D model is not paired with a 3D dataset, nor a 3D model with a 2D one."""
     cells = []
-    fit = _pairs_that_fit(spec)
+    mismatched_pairs(spec)  # raises when a model or a dataset has no partner of its dims
+    models, datasets = _dims(spec)
     grid = itertools.product(spec.models, spec.datasets, spec.protocols, spec.fractions, spec.seeds)
     for model, dataset, protocol, fraction, seed in grid:
-        if (protocol in _NO_BUDGET and fraction != 1.0) or (model, dataset) not in fit:
+        if (protocol in _NO_BUDGET and fraction != 1.0) or _clash(models[model], datasets[dataset]):
             continue
         config = {
             "model": model, "dataset": _dataset_key(dataset), "protocol": protocol, "seed": seed,
