@@ -249,3 +249,11 @@ def test_volumes_finetune_with_the_medmnist3d_preset_and_2d_augmentation_is_refu
     with pytest.raises(ConfigError, match="holds volumes, and the 'rrc_flip' augmentation.*augment='none'"):
         finetune(net3d, tr, va, te, preset="anton2022", steps=2, batch_size=8, callbacks=[spy], **FAST)
     assert spy.first_step is None  # refused before the first step
+
+
+def test_volumes_are_evaluated_in_training_sized_batches_images_in_larger_ones() -> None:
+    from medtransfer.protocols.finetune import _eval_batch_size
+
+    cfg = resolve_config("medmnist3d")
+    assert _eval_batch_size(cfg, data.load("phantom3d-binary-28", "val", n=4)) == 32  # 64^3 x 256 would not fit
+    assert _eval_batch_size(resolve_config("medmnist"), data.load("phantom-binary-32", "val", n=4)) == 256

@@ -164,14 +164,18 @@ def _scratch(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-# Lightning warnings that say nothing about this run: num_workers=0 is chosen (the batches are tensor slices),
-# a validation step without a val loader is the no-selection case, the pytree one is Lightning's own deprecation.
+def _eval_batch_size(cfg: FinetuneConfig, ds: ImageDataset) -> int:
+    """Images: larger batches than training (no activations are kept). Volumes: the training batch (a batch of 256
+    64^3 volumes holds ~17 GB per ResNet-18 feature map)."""
+    return cfg.batch_size if ds.card.dims == 3 else max(cfg.batch_size, 256)
+
+
 def _predict(module: FinetuneModule, ds: ImageDataset, cfg: FinetuneConfig, device: torch.device) -> np.ndarray:
     """Class probabilities (N, C) of a split under the module's current weights."""
     module.eval().to(device)
     out = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-        for x, _ in EvalBatches(ds, module.contract, max(cfg.batch_size, 256)):
+        for x, _ in EvalBatches(ds, module.contract, _eval_batch_size(cfg, ds)):
             out.append(probabilities(module(x.to(device)), module.task, ordinal=module.ordinal).cpu())
     return torch.cat(out).double().numpy()
 
@@ -349,7 +353,7 @@ def _fit(module: FinetuneModule, batches: StepBatches, val: ImageDataset | None,
     loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0, pin_memory=device.type == "cuda")
     val_loader = None
     if val is not None:
-        val_loader = torch.utils.data.DataLoader(EvalBatches(val, module.contract, max(cfg.batch_size, 256)),
+        val_loader = torch.utils.data.DataLoader(EvalBatches(val, module.contract, _eval_batch_size(cfg, val)),
                                                  batch_size=None, num_workers=0)
     resume = last if last is not None and last.exists() else None
     if resume is not None:
