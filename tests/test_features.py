@@ -102,6 +102,19 @@ def test_volumes_extract_with_a_3d_model_equal_to_a_bare_forward(name: str) -> N
     np.testing.assert_allclose(fs.x, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_large_volumes_are_extracted_in_smaller_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtransfer import data
+
+    sizes: list[int] = []
+    real = features.iter_batches
+    monkeypatch.setattr(features, "iter_batches", lambda ds, c, b, **kw: sizes.append(b) or real(ds, c, b, **kw))
+    fs = extract(create("test-cnn3d"), data.load("phantom3d-binary-64", "test", n=20), batch_size=128, cache=False)
+    assert sizes == [16] and fs.x.shape == (20, 16)  # 2**22 voxels per batch: 16 volumes of 64^3
+    extract(create("test-cnn3d"), data.load("phantom3d-binary-28", "test", n=4), batch_size=128, cache=False)
+    extract(create("test-cnn"), _dataset(4), batch_size=128, cache=False)
+    assert sizes[1:] == [128, 128]  # 28^3 volumes and images keep the asked batch
+
+
 def test_prefetching_gives_the_same_batches() -> None:
     model, ds = create("test-cnn"), _dataset(n=37)
     plain = list(features.iter_batches(ds, model.card.input, 8))

@@ -143,6 +143,19 @@ def _write_features(model: nn.Module, dataset: ImageDataset, contract: InputCont
     return dim
 
 
+# Volumes per batch are capped so a batch holds at most this many voxels: 128 volumes of 28^3 fit, of 64^3 only 16
+# (a 3D ResNet-18 keeps 64 fp32 channels at full resolution: ~200 MB per 64^3 volume in its first stage).
+VOXELS_PER_BATCH = 2**22
+
+
+def volume_batch_size(batch_size: int, dataset: ImageDataset) -> int:
+    """`batch_size`, lowered for large volumes so that a batch holds at most `VOXELS_PER_BATCH` voxels."""
+    side = dataset.card.image_size
+    if dataset.card.dims != 3 or side is None:
+        return batch_size
+    return max(1, min(batch_size, VOXELS_PER_BATCH // side**3))
+
+
 def extract(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 128, bf16: bool | None = None,
             input_size: int | None = None, device: str | torch.device | None = None, cache: bool = True,
             force: bool = False, progress: bool = False) -> FeatureSet:
@@ -168,6 +181,7 @@ def extract(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 128, b
     device = default_device(device)
     bf16 = use_bf16(bf16, device)
     contract = resolve_contract(model, input_size)
+    batch_size = volume_batch_size(batch_size, dataset)
     meta = cache_meta(model, dataset, contract, bf16=bf16)
     key = config_hash(meta, length=24)
     folder = home() / "features" / key

@@ -251,9 +251,10 @@ def test_volumes_finetune_with_the_medmnist3d_preset_and_2d_augmentation_is_refu
     assert spy.first_step is None  # refused before the first step
 
 
-def test_volumes_are_evaluated_in_training_sized_batches_images_in_larger_ones() -> None:
+def test_evaluation_batches_are_capped_for_volumes_only() -> None:
     from medtransfer.protocols.finetune import _eval_batch_size
 
     cfg = resolve_config("medmnist3d")
-    assert _eval_batch_size(cfg, data.load("phantom3d-binary-28", "val", n=4)) == 32  # 64^3 x 256 would not fit
+    assert _eval_batch_size(cfg, data.load("phantom3d-binary-64", "val", n=4)) == 16  # 2**22 voxels / 64**3
+    assert _eval_batch_size(cfg, data.load("phantom3d-binary-28", "val", n=4)) == 191  # 2**22 // 28**3
     assert _eval_batch_size(resolve_config("medmnist"), data.load("phantom-binary-32", "val", n=4)) == 256

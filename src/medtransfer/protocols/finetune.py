@@ -39,7 +39,7 @@ from medtransfer._lightning import quiet_lightning
 from medtransfer.config import config_hash, from_dict
 from medtransfer.data.base import ImageDataset
 from medtransfer.errors import ConfigError, DataError
-from medtransfer.features import default_device
+from medtransfer.features import default_device, volume_batch_size
 from medtransfer.models.factory import build, card_of
 from medtransfer.protocols._augment import AUGMENTATIONS
 from medtransfer.protocols._finetune_data import EvalBatches, StepBatches, holdout, labels_of
@@ -165,9 +165,8 @@ def _scratch(model: nn.Module, seed: int) -> nn.Module:
 
 
 def _eval_batch_size(cfg: FinetuneConfig, ds: ImageDataset) -> int:
-    """Images: larger batches than training (no activations are kept). Volumes: the training batch (a batch of 256
-    64^3 volumes holds ~17 GB per ResNet-18 feature map)."""
-    return cfg.batch_size if ds.card.dims == 3 else max(cfg.batch_size, 256)
+    """Larger batches than training (no activations are kept), capped for large volumes as feature extraction."""
+    return volume_batch_size(max(cfg.batch_size, 256), ds)
 
 
 def _predict(module: FinetuneModule, ds: ImageDataset, cfg: FinetuneConfig, device: torch.device) -> np.ndarray:
