@@ -10,6 +10,7 @@ writes every run to benchmarks/out/finetune_medmnist.json.
     .venv/bin/python benchmarks/finetune_medmnist.py                                   # the full benchmark
     .venv/bin/python benchmarks/finetune_medmnist.py --device cuda --seeds 0 1 2
     .venv/bin/python benchmarks/finetune_medmnist.py --datasets breastmnist --epochs 1 --seeds 0   # a smoke
+    .venv/bin/python benchmarks/finetune_medmnist.py --datasets adrenalmnist3d --time-steps 3      # cost only
 
 On 2 CPU cores 100 epochs of BreastMNIST take minutes and of PneumoniaMNIST most of an hour per seed: run it in
 the background, or on a GPU.
@@ -43,13 +44,32 @@ PAPER = {"breastmnist": (0.901, 0.863), "pneumoniamnist": (0.944, 0.854), "pathm
          "adrenalmnist3d": (0.827, 0.721), "vesselmnist3d": (0.874, 0.877), "synapsemnist3d": (0.820, 0.745)}
 
 
+def _setup(dataset: str) -> tuple[str, str]:
+    """(model, preset) of a dataset: the 2D ResNet-18 (28) and `medmnist`, or the paper's ResNet-18+3D at batch 32."""
+    volumes = data.get_card(dataset).dims == 3
+    return ("resnet18-3d-small", "medmnist3d") if volumes else ("resnet18-small", "medmnist")
+
+
+def time_steps(dataset: str, args: argparse.Namespace) -> None:
+    """Time `--time-steps` training steps on the real data (no validation, no scoring) and project the 100 epochs."""
+    train = data.load(dataset, "train", data_root=args.data_root)
+    model, preset = _setup(dataset)
+    ft = Finetuner(preset, init="scratch", steps=args.time_steps, select_best=False, bf16=args.bf16,
+                   device=args.device, progress=args.progress)
+    start = time.perf_counter()
+    ft.fit(models.create(model), train)
+    rate = args.time_steps * ft.cfg.batch_size / (time.perf_counter() - start)
+    hours = args.epochs * len(train) / rate / 3600
+    print(f"{dataset} ({model}, {preset}): {rate:.2f} images/s over {args.time_steps} steps of "
+          f"{ft.cfg.batch_size}; {args.epochs} epochs of {len(train)} images would take {hours:.1f} h", flush=True)
+
+
 def run_one(dataset: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """Train and score one seed; returns its metrics, chosen epoch and images/s."""
     train, val, test = (data.load(dataset, s, data_root=args.data_root) for s in ("train", "val", "test"))
-    volumes = train.card.dims == 3  # the paper's ResNet-18+3D, batch 32
-    model = "resnet18-3d-small" if volumes else "resnet18-small"
-    ft = Finetuner("medmnist3d" if volumes else "medmnist", seed=seed, init="scratch", epochs=args.epochs,
-                   bf16=args.bf16, device=args.device, progress=args.progress)
+    model, preset = _setup(dataset)
+    ft = Finetuner(preset, seed=seed, init="scratch", epochs=args.epochs, bf16=args.bf16, device=args.device,
+                   progress=args.progress)
     start = time.perf_counter()
     ft.fit(models.create(model), train, val)
     seconds = time.perf_counter() - start
@@ -89,7 +109,13 @@ def main() -> None:
     parser.add_argument("--data-root", default=os.environ.get("MEDTRANSFER_DATA", str(DATA)))
     parser.add_argument("--progress", action="store_true", help="a progress bar per run")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--time-steps", type=int, default=None,
+                        help="only time this many training steps per dataset and project the full run's hours")
     args = parser.parse_args()
+    if args.time_steps:
+        for dataset in args.datasets:
+            time_steps(dataset, args)
+        return
     runs = []
     for dataset in args.datasets:
         for seed in args.seeds:
