@@ -121,7 +121,10 @@ def mismatched_pairs(spec: GridSpec) -> list[str]:
         ConfigError: when a model or a dataset of the grid has no partner of its dims at all (the grid would
             silently drop it).
     """
-    models, datasets = _dims(spec)
+    return _mismatches(*_dims(spec))
+
+
+def _mismatches(models: dict[str, int | None], datasets: dict[str, int | None]) -> list[str]:
     alone = [f"model {m} ({models[m]}D)" for m in models if all(_clash(models[m], v) for v in datasets.values())]
     alone += [f"dataset {d} ({datasets[d]}D)" for d in datasets
               if all(_clash(v, datasets[d]) for v in models.values())]
@@ -138,8 +141,8 @@ def expand(spec: GridSpec, *, precision: str) -> list[Cell]:
     medtransfer version (a user folder whose images change needs ``--force``: its content is not hashed here).
     A 2D model is not paired with a 3D dataset, nor a 3D model with a 2D one."""
     cells = []
-    mismatched_pairs(spec)  # raises when a model or a dataset has no partner of its dims
     models, datasets = _dims(spec)
+    _mismatches(models, datasets)  # raises when a model or a dataset has no partner of its dims
     grid = itertools.product(spec.models, spec.datasets, spec.protocols, spec.fractions, spec.seeds)
     for model, dataset, protocol, fraction, seed in grid:
         if (protocol in _NO_BUDGET and fraction != 1.0) or _clash(models[model], datasets[dataset]):
