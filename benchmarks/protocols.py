@@ -11,6 +11,7 @@ the reference, the second what the algorithm costs.
 
     MEDTRANSFER_HOME=/tmp/mth-protocols .venv/bin/python benchmarks/protocols.py
     .venv/bin/python benchmarks/protocols.py --datasets breastmnist --modes one   # a quicker run
+    .venv/bin/python benchmarks/protocols.py --datasets blobs-10k-2048 --only knn fewshot  # 2048-d timing
 
 To add a protocol (kNN vs sklearn KNeighborsClassifier, few-shot vs a naive per-episode loop), write its two
 functions `(splits, task) -> Outcome` and append a `Comparison` to `COMPARISONS`.
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 import sklearn
 import torch
+from lightly.utils.benchmarking import knn_predict
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -129,6 +132,23 @@ def knn_ours(splits: Splits, task: str) -> Outcome:
     return Outcome({"k": 11}, r.metrics)
 
 
+def knn_cosine_reference(splits: Splits, task: str) -> Outcome:
+    """lightly's ``knn_predict`` (k=20, T=0.07): float32 cosine top-k, which of tied neighbours it keeps is the
+    GEMM's last bit. Accuracy only: it returns ranked labels, not probabilities."""
+    train, test = splits["train"], splits["test"]
+    bank = torch.nn.functional.normalize(torch.tensor(train.x, dtype=torch.float32), dim=1).T
+    labels, classes = torch.from_numpy(train.y.astype(np.int64)), int(max(train.y.max(), test.y.max())) + 1
+    query = torch.tensor(test.x, dtype=torch.float32)
+    pred = torch.cat([knn_predict(torch.nn.functional.normalize(q, dim=1), bank, labels, classes, 20, 0.07)[:, 0]
+                      for q in query.split(4096)])
+    return Outcome({"k": 20}, {"accuracy": float((pred.numpy() == test.y).mean())})
+
+
+def knn_cosine_ours(splits: Splits, task: str) -> Outcome:
+    r = knn(splits["train"], splits["test"], k=20, task=task, metrics=("accuracy", "auc"), n_boot=0)
+    return Outcome({"k": 20}, r.metrics)
+
+
 def _pool(splits: Splits) -> Features:
     return Features(np.concatenate([f.x for f in splits.values()]), np.concatenate([f.y for f in splits.values()]))
 
@@ -162,6 +182,7 @@ COMPARISONS = [
                _probe("anton2022", solver="fast")),
     Comparison("linear default: sklearn loop vs fast", _probe("default", solver="sklearn"), _probe("default")),
     Comparison("knn k=11 euclidean majority: sklearn vs ours", knn_reference, knn_ours),
+    Comparison("knn k=20 cosine T=0.07: lightly knn_predict vs ours", knn_cosine_reference, knn_cosine_ours),
     Comparison("fewshot 2w20s: per-episode loop vs batched", fewshot_reference, fewshot_ours),
 ]
 
@@ -169,8 +190,28 @@ COMPARISONS = [
 # ---------------------------------------------------------------- harness
 
 
+SYNTHETIC = re.compile(r"blobs-(\d+)k-(\d+)")  # blobs-10k-2048: Gaussian class blobs, 10k train, 2048-d
+
+
+def _synthetic(n_train: int, dim: int) -> tuple[Splits, str]:
+    """Seeded Gaussian blobs of 5 classes: n_train train, 1k val, 2k test rows of `dim` float32 features."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(5, dim)).astype(np.float32)
+    splits = {}
+    for split, n in (("train", n_train), ("val", 1_000), ("test", 2_000)):
+        y = rng.integers(0, 5, n)
+        splits[split] = Features(centres[y] * 0.1 + rng.normal(size=(n, dim)).astype(np.float32), y)
+    return splits, "multi-class"
+
+
 def load_features(name: str) -> tuple[Splits, str]:
-    """Random-init ResNet-18-small features (seed 0) of every split of a MedMNIST dataset, and its task."""
+    """Random-init ResNet-18-small features (seed 0) of every split of a MedMNIST dataset, and its task.
+
+    A name like ``blobs-10k-2048`` gives seeded Gaussian blobs instead (10k train rows of 2048-d features, a
+    ResNet-50's width), for timing at sizes the MedMNIST subsets here do not reach.
+    """
+    if match := SYNTHETIC.fullmatch(name):
+        return _synthetic(1000 * int(match[1]), int(match[2]))
     torch.manual_seed(0)
     model = models.create("resnet18-small")
     splits = {}
@@ -250,6 +291,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["breastmnist", "pneumoniamnist"])
     parser.add_argument("--modes", nargs="+", choices=["default", "one"], default=["default", "one"])
+    parser.add_argument("--only", nargs="+", default=None, metavar="WORD",
+                        help="run only the comparisons whose name contains one of these words (e.g. knn fewshot)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/out/protocols.json")
     args = parser.parse_args()
@@ -258,6 +301,8 @@ def main() -> None:
     for name in args.datasets:
         splits, task = load_features(name)
         for c in COMPARISONS:
+            if args.only and not any(word in c.name for word in args.only):
+                continue
             rows.extend(compare(c, name, splits, task, mode, args.repeats) for mode in args.modes)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"environment": env, "rows": rows}, indent=2))

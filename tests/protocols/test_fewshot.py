@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 
 from medtransfer.errors import ConfigError, DataError
 from medtransfer.protocols import fewshot
@@ -53,6 +55,41 @@ def test_batched_equals_naive_loop(n_way: int, n_support: int, n_query: int, mon
     monkeypatch.setattr(fewshot, "_MAX_BYTES", 1)  # one episode per chunk
     np.testing.assert_array_equal(episode_accuracies(pool.x, index, n_support), expected)
     assert 0.3 < expected.mean() < 0.99  # neither trivial nor chance: a comparison that can fail
+
+
+def _exact_accuracies(x: np.ndarray, index: np.ndarray, n_support: int) -> np.ndarray:
+    """The naive loop in exact rational arithmetic (integer features): a tie goes to the first class."""
+    out = []
+    for episode in index:  # (W, S + Q)
+        protos = [[Fraction(int(v)) for v in x[row[:n_support]].sum(0)] for row in episode]  # n_support * mean
+        hits = []
+        for w, row in enumerate(episode):
+            for i in row[n_support:]:
+                dist = [sum((n_support * int(a) - b) ** 2 for a, b in zip(x[i], p, strict=True)) for p in protos]
+                hits.append(dist.index(min(dist)) == w)  # list.index: the first of equal distances
+        out.append(np.mean(hits))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_equidistant_queries_go_to_the_first_class_for_every_chunking_and_thread_count(
+        dtype: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Integer features on a 3^3 grid with 3-shot prototypes (means k/3, not exact in binary): many queries
+    # are exactly as far from two prototypes, which float arithmetic rounds either way unless ties are kept.
+    rng = np.random.default_rng(5)
+    y = np.repeat(np.arange(4), 30)
+    x = rng.integers(0, 3, (len(y), 3)).astype(dtype)
+    index = episode_indices(y, n_way=3, n_support=3, n_query=5, episodes=60, seed=1)
+    expected = _exact_accuracies(x, index, 3)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for max_bytes in (1, 4000, 16 * 2**20):  # 1, a few and all episodes per chunk
+                monkeypatch.setattr(fewshot, "_MAX_BYTES", max_bytes)
+                np.testing.assert_array_equal(episode_accuracies(x, index, 3), expected)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_episodes_hold_distinct_classes_and_images(rng: np.random.Generator) -> None:

@@ -3,14 +3,19 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
 from threadpoolctl import threadpool_limits
 
 from medtransfer.errors import ConfigError
+from medtransfer.protocols._ties import first_max
 from medtransfer.protocols.base import Features
 from medtransfer.protocols.knn import KNNConfig, knn, knn_proba
 
@@ -129,15 +134,94 @@ def test_majority_hand_worked() -> None:
     assert r.metrics["accuracy"] == 1.0
 
 
-@pytest.mark.parametrize("variant", [{}, MAJORITY, {"metric": "cosine", "weighting": "majority"}])
-def test_chunking_gives_the_same_result(rng: np.random.Generator, variant: dict[str, str]) -> None:
-    y_train = rng.integers(0, 3, 300)
-    x_train, x_test = rng.integers(0, 4, (300, 5)) * 1.0, rng.integers(0, 4, (100, 5)) * 1.0  # with ties
+COSINE_MAJORITY = {"metric": "cosine", "weighting": "majority"}
+VARIANTS = [{}, MAJORITY, COSINE_MAJORITY]
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exact_ties_give_the_same_votes_for_every_chunk_size_and_thread_count(variant: dict[str, str],
+                                                                            dtype: type) -> None:
+    # Integer features on a 4^5 grid: most cosines and distances tie exactly, also at the k-th neighbour, so
+    # a neighbour chosen by the GEMM's last bit (which moves with the chunk size and the threads) would show.
+    rng = np.random.default_rng(11)
+    x_train, y_train = rng.integers(0, 4, (300, 5)).astype(dtype), rng.integers(0, 3, 300)
+    x_test = rng.integers(0, 4, (100, 5)).astype(dtype)
     one = knn_proba(x_train, y_train, x_test, k=7, chunk_size=4096, **variant)
-    for chunk_size in (3, 64):
-        many = knn_proba(x_train, y_train, x_test, k=7, chunk_size=chunk_size, **variant)
-        np.testing.assert_allclose(many, one, rtol=1e-6)  # GEMM blocking may move the last bit of a cosine
-        np.testing.assert_array_equal(many.argmax(1), one.argmax(1))
+    for threads in (1, 2):
+        with _torch_threads(threads):
+            for chunk_size in (1, 2, 3, 5, 16, 33, 64, 99, 100, 128, 1000, 4096):
+                many = knn_proba(x_train, y_train, x_test, k=7, chunk_size=chunk_size, **variant)
+                np.testing.assert_allclose(many, one, rtol=0, atol=1e-9, err_msg=f"{threads=} {chunk_size=}")
+                np.testing.assert_array_equal(first_max(many), first_max(one))
+
+
+def _exact_cosine_neighbours(x_train: np.ndarray, x_test: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k train rows of largest cosine, ties to the smaller index, in exact rational arithmetic (integer
+    features): cos = s * sqrt(s * dot^2 / (|x|^2 |y|^2)), compared through the signed square. Returns the
+    indices (N_test, k) and their float cosines."""
+    idx, cos = [], []
+    for q in x_test.astype(np.int64).tolist():
+        keys = []
+        for j, b in enumerate(x_train.astype(np.int64).tolist()):
+            dot, nq, nb = sum(u * v for u, v in zip(q, b, strict=True)), sum(u * u for u in q), sum(v * v for v in b)
+            keys.append((-(Fraction(dot * abs(dot), nq * nb) if nq and nb else Fraction(0)), j))
+        top = sorted(keys)[:k]
+        idx.append([j for _, j in top])
+        cos.append([math.copysign(math.sqrt(abs(key)), -key) for key, _ in top])
+    return np.array(idx), np.array(cos)
+
+
+def test_cosine_ties_go_to_the_smaller_train_index() -> None:
+    rng = np.random.default_rng(3)
+    x_train, y_train = rng.integers(0, 3, (120, 3)) * 1.0, rng.integers(0, 4, 120)
+    x_test = rng.integers(0, 3, (40, 3)) * 1.0
+    x_train[0] = x_test[0] = 0.0  # a zero vector: cosine 0 with everything, as F.normalize makes it
+    idx, cos = _exact_cosine_neighbours(x_train, x_test, 9)
+    votes = np.eye(4)[y_train[idx]]  # (40, 9, 4)
+    np.testing.assert_allclose(knn_proba(x_train, y_train, x_test, k=9, **COSINE_MAJORITY), votes.mean(1),
+                               atol=1e-12)
+    weight = np.exp((cos - cos[:, :1]) / 0.07)[..., None]  # (40, 9, 1)
+    np.testing.assert_allclose(knn_proba(x_train, y_train, x_test, k=9), (votes * weight).sum(1) / weight.sum(1),
+                               rtol=1e-9)
+
+
+def test_cosine_majority_equals_sklearn_without_ties(rng: np.random.Generator) -> None:
+    # Continuous features: no ties, so scikit-learn's brute-force cosine search keeps the same neighbours.
+    y_train = rng.integers(0, 3, 400)
+    x_train, x_test = rng.normal(size=(400, 8)) + y_train[:, None] * 0.3, rng.normal(size=(120, 8))
+    ref = KNeighborsClassifier(n_neighbors=9, algorithm="brute", metric="cosine").fit(x_train, y_train)
+    ours = knn_proba(x_train, y_train, x_test, k=9, **COSINE_MAJORITY)
+    np.testing.assert_allclose(ours, ref.predict_proba(x_test), atol=1e-12)
+
+
+def test_cosine_ties_hand_worked() -> None:
+    # Train rows 0-3 all point along (1, 0) with norms 1, 2, 3, 4: cosine 1 with the test point (5, 0), a four-
+    # way tie. k = 2 keeps rows 0 and 1 (the smaller indices), both class 0; a float32 GEMM may keep any two.
+    x_train = np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0], [4.0, 0.0], [0.0, 1.0]])
+    y_train, x_test = np.array([0, 0, 1, 1, 1]), np.array([[5.0, 0.0]])
+    np.testing.assert_array_equal(knn_proba(x_train, y_train, x_test, k=2, **COSINE_MAJORITY), [[1.0, 0.0]])
+    # k = 3 adds row 2 (class 1): 2/3 class 0. With temperature weights the three tied rows weigh the same.
+    np.testing.assert_allclose(knn_proba(x_train, y_train, x_test, k=3, **COSINE_MAJORITY), [[2 / 3, 1 / 3]])
+    np.testing.assert_allclose(knn_proba(x_train, y_train, x_test, k=3), [[2 / 3, 1 / 3]])
+
+
+def test_cosine_near_ties_still_follow_the_similarity() -> None:
+    # A difference of 1e-7 in cosine is real (float32 features carry it), not a rounding tie: the closer row
+    # is kept even though its index is larger.
+    x_train = np.array([[1.0, 1e-3], [1.0, 0.0]], dtype=np.float32)
+    proba = knn_proba(x_train, np.array([0, 1]), np.array([[1.0, 0.0]], dtype=np.float32), k=1, **COSINE_MAJORITY)
+    np.testing.assert_array_equal(proba, [[0.0, 1.0]])
 
 
 def test_multi_label_vote_fractions(rng: np.random.Generator) -> None:

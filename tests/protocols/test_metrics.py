@@ -100,6 +100,23 @@ def test_auc_four_points_by_hand() -> None:
     assert metric_value("auc", "binary", y, np.array([0.1, 0.4, 0.4, 0.8])) == 0.875
 
 
+def test_rounding_ties_are_ties() -> None:
+    # Scores equal in exact arithmetic but split by float64 rounding (a few ulp) must score as the exact tie.
+    ulp = np.spacing(0.4)
+    y = np.array([0, 0, 1, 1])
+    assert metric_value("auc", "binary", y, np.array([0.1, 0.4 + ulp, 0.4, 0.8])) == 0.875  # as the exact tie
+    assert metric_value("auc", "binary", y, np.array([0.1, 0.4 - 3 * ulp, 0.4, 0.8])) == 0.875
+    # p = 0.5 + ulp is 0.5 (negative); a distinct float32 step above 0.5 is not a tie.
+    p = np.array([0.5 + np.spacing(0.5), 0.5 - np.spacing(0.5), 0.5, np.float32(0.5) + np.spacing(np.float32(0.5))])
+    assert metric_value("accuracy", "binary", np.array([0, 0, 0, 1]), p) == 1.0
+    # Two classes tied up to rounding: the first wins, whichever the rounding favoured.
+    third = np.array([[1 / 3, 1 / 3 + 1e-16, 1 / 3 - 1e-16], [0.2, 0.4 - 2e-16, 0.4]])
+    assert metric_value("accuracy", "multi-class", np.array([0, 1]), third) == 1.0
+    # Real differences are kept: a float32 ulp of a probability is far above the tie tolerance.
+    assert metric_value("auc", "binary", y, np.array([0.1, np.float32(0.4), np.nextafter(np.float32(0.4), 1,
+                                                                               dtype=np.float32), 0.8])) == 1.0
+
+
 def test_auc_uses_probabilities_not_hard_labels() -> None:
     # A perfectly ranked but badly calibrated model: every probability is below 0.5.
     y = np.array([0, 0, 1, 1])

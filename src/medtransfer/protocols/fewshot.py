@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from medtransfer.errors import DataError
+from medtransfer.protocols._ties import first_min_torch
 from medtransfer.protocols.base import ClassificationResult, Features, check_int, flatten_single
 
 # Features gathered per chunk of episodes. Small enough to stay in the CPU cache between the gather and the
@@ -109,16 +110,18 @@ def episode_indices(y: np.ndarray, *, n_way: int = 5, n_support: int = 20, n_que
     return members[starts[way].reshape(-1, 1) + local].reshape(episodes, n_way, -1)
 
 
-def _chunk_accuracies(x: torch.Tensor, index: torch.Tensor, n_support: int) -> torch.Tensor:
-    """Episode accuracies (e,) of one chunk of episodes `index` (e, W, S + Q)."""
+def _chunk_accuracies(x: torch.Tensor, x_sq: torch.Tensor, index: torch.Tensor, n_support: int) -> torch.Tensor:
+    """Episode accuracies (e,) of one chunk of episodes `index` (e, W, S + Q); `x` (N, D) is float64, `x_sq`
+    (N,) its squared row norms."""
     e, w, _ = index.shape
     support = index[:, :, :n_support].reshape(e * w, n_support)  # (e * W, S)
     proto = torch.nn.functional.embedding_bag(support, x, mode="mean").view(e, w, -1)  # (e, W, D)
     query = index[:, :, n_support:].reshape(e, -1)  # (e, W * Q), class-major
     q = x[query]  # (e, W * Q, D)
-    dist = ((q * q).sum(-1)[..., None] - 2 * torch.bmm(q, proto.transpose(1, 2))
-            + (proto * proto).sum(-1)[:, None, :])  # (e, W * Q, W) squared Euclidean distances
-    pred = (-dist).argmax(-1)  # (e, W * Q) argmax of the logits; the first class wins a tie
+    q_sq, p_sq = x_sq[query][..., None], (proto * proto).sum(-1)[:, None, :]  # (e, W * Q, 1), (e, 1, W)
+    dist = q_sq - 2 * torch.bmm(q, proto.transpose(1, 2)) + p_sq  # (e, W * Q, W) squared Euclidean distances
+    # argmax of the logits -dist; prototypes equally far (within the expansion's rounding) go to the first class
+    pred = first_min_torch(dist, q_sq + p_sq.max(-1, keepdim=True).values)  # (e, W * Q)
     truth = torch.arange(w).repeat_interleave(query.shape[1] // w)  # (W * Q,) query j is of class j // Q
     return (pred == truth).double().mean(1)
 
@@ -127,17 +130,18 @@ def episode_accuracies(x: np.ndarray, index: np.ndarray, n_support: int) -> np.n
     """Prototype-classifier accuracy of every episode: (E,).
 
     Args:
-        x: (N, D) features; float64 features are scored in float64, anything else in float32.
+        x: (N, D) features, scored in float64 whatever their dtype. A query equally far from two prototypes
+            (integer-valued features, duplicated images) is then a tie that float32 rounding would have decided
+            one way on one machine and the other way on the next; here it goes to the first class everywhere.
         index: (E, W, S + Q) rows of `x` as drawn by `episode_indices`.
         n_support: S, the leading support images of every ``index[e, w]``.
     """
-    x = np.asarray(x)
-    dtype = torch.float64 if x.dtype == np.float64 else torch.float32
-    xt = (torch.from_numpy(x) if x.flags.writeable else torch.tensor(x)).to(dtype)  # (N, D)
+    xt = torch.tensor(np.asarray(x), dtype=torch.float64)  # (N, D), one conversion for all episodes
     index_t = torch.as_tensor(np.ascontiguousarray(index), dtype=torch.int64)  # (E, W, S + Q)
     per_episode = index_t[0].numel() * xt.shape[1] * xt.element_size() if len(index_t) else 1
     step = max(1, _MAX_BYTES // per_episode)
-    chunks = [_chunk_accuracies(xt, index_t[s:s + step], n_support) for s in range(0, len(index_t), step)]
+    x_sq = torch.linalg.vector_norm(xt, dim=1) ** 2  # (N,)
+    chunks = [_chunk_accuracies(xt, x_sq, index_t[s:s + step], n_support) for s in range(0, len(index_t), step)]
     return torch.cat(chunks).numpy() if chunks else np.zeros(0)
 
 

@@ -6,6 +6,9 @@ labels (a bug of the reference scripts) throws away the ranking that AUC measure
 
 - binary: AUC on the positive-class score (the last column); accuracy thresholds that score at ``> 0.5``.
 - multi-class and ordinal: AUC is the mean over classes of the one-vs-rest AUC; accuracy uses the argmax.
+
+Scores equal up to float64 rounding are ties (``protocols/_ties.py``): an arg-max among tied classes takes the
+first, a probability of 0.5 is negative, and tied scores share their AUC rank, on every machine alike.
 - multi-label: AUC and accuracy (threshold ``> 0.5``) are computed per label and averaged over labels.
 
 ``balanced_accuracy`` is the mean recall over the classes present in ``y_true`` (as scikit-learn), and
@@ -22,6 +25,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from medtransfer.errors import ConfigError, DataError, UnknownNameError
+from medtransfer.protocols._ties import TIE, above_half, first_max
 from medtransfer.registry import did_you_mean
 from medtransfer.tasks import METRICS, TASKS
 
@@ -106,9 +110,11 @@ def _auc(pos: np.ndarray, score: np.ndarray, idx: np.ndarray) -> np.ndarray:
     sklearn's trapezoidal ROC AUC (a tie counts one half). The ranks come from counting, not sorting: sort the
     distinct scores once; in a resample, a score shared by c samples with k samples below it has the average
     rank k + (c + 1) / 2. This equals ``scipy.stats.rankdata(score[idx], axis=1)`` exactly (ranks are
-    half-integers) and is ~5x faster than it at N = 10k (one bincount instead of B sorts).
+    half-integers) and is ~5x faster than it at N = 10k (one bincount instead of B sorts). Scores equal up to
+    float64 rounding (within TIE of each other, relatively) are one distinct score, so a tie that the
+    arithmetic of one machine split and another's did not counts one half on both.
     """
-    _, group = np.unique(score, return_inverse=True)  # (N,) index of each sample's distinct score
+    group = _score_groups(score)  # (N,) index of each sample's distinct score
     n_groups, b = int(group.max()) + 1, idx.shape[0]
     flat = (group[idx] + np.arange(b)[:, None] * n_groups).ravel()  # (B * N,) one bin per (resample, score)
     count = np.bincount(flat, minlength=b * n_groups).reshape(b, n_groups).astype(np.float64)  # (B, G)
@@ -120,6 +126,16 @@ def _auc(pos: np.ndarray, score: np.ndarray, idx: np.ndarray) -> np.ndarray:
         auc = ((pos_count * rank).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     auc[(n_pos == 0) | (n_neg == 0)] = np.nan
     return auc
+
+
+def _score_groups(score: np.ndarray) -> np.ndarray:
+    """(N,) rank group of each score, ascending: a new group starts where a step exceeds TIE relative."""
+    order = np.argsort(score, kind="stable")
+    v = score[order]
+    new = np.diff(v) > TIE * np.maximum(np.abs(v[1:]), np.abs(v[:-1]))  # (N - 1,)
+    group = np.empty(len(score), dtype=np.int64)
+    group[order] = np.concatenate([[0], np.cumsum(new)])
+    return group
 
 
 def _confusion(y: np.ndarray, pred: np.ndarray, idx: np.ndarray, n_classes: int) -> np.ndarray:
@@ -156,7 +172,7 @@ def _per_column(name: str, y: np.ndarray, s: np.ndarray, idx: np.ndarray) -> np.
         if name == "auc":
             columns.append(_auc(pos, s[:, c], idx))
         else:  # balanced accuracy of one label at threshold 0.5
-            conf = _confusion(pos.astype(np.int64), (s[:, c] > 0.5).astype(np.int64), idx, 2)
+            conf = _confusion(pos.astype(np.int64), above_half(s[:, c]).astype(np.int64), idx, 2)
             columns.append(_balanced_accuracy(conf))
     return np.stack(columns, axis=1)
 
@@ -169,13 +185,13 @@ def _batched(name: str, task: str, y: np.ndarray, s: np.ndarray, idx: np.ndarray
     if name == "accuracy":
         if task == "multi-label":
             # (N,): the mean over samples of this equals the mean of the per-label accuracies
-            correct = ((s > 0.5) == (y == 1)).mean(axis=1)
+            correct = (above_half(s) == (y == 1)).mean(axis=1)
         else:
-            correct = (s > 0.5) == y if task == "binary" else s.argmax(axis=1) == y  # (N,)
+            correct = above_half(s) == y if task == "binary" else first_max(s) == y  # (N,)
         return correct[idx].mean(axis=1)
     if name == "auc":
         return _auc(y == 1, s, idx) if task == "binary" else _per_column("auc", y, s, idx).mean(axis=1)
-    pred = (s > 0.5).astype(np.int64) if task == "binary" else s.argmax(axis=1)
+    pred = above_half(s).astype(np.int64) if task == "binary" else first_max(s)
     n_classes = 2 if task == "binary" else s.shape[1]
     # labels fixed to 0..C-1: sklearn would use only the classes present, which moves the quadratic weights
     # of ordinal grades whenever a middle grade is missing from a (re)sample.
