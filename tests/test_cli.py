@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,80 @@ def test_extract_a_user_checkpoint_with_arch_and_format(tmp_path: Path) -> None:
     out = runner.invoke(app, args)
     assert out.exit_code == 0, out.output
     assert "phantom-binary-28:test (1000, 16)" in out.stdout
+
+
+HEAVY = ("torch", "torchvision", "pytorch_lightning", "lightning", "monai", "lightly", "timm", "sklearn", "scipy",
+         "pandas", "segmentation_models_pytorch", "captum", "medmnist")
+_PROBE = ("import json, sys\nfrom typer.testing import CliRunner\nfrom medtransfer.cli import app\n"
+          "r = CliRunner().invoke(app, sys.argv[1:])\n"
+          f"print(json.dumps({{'code': r.exit_code, 'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["datasets", "list"], ["datasets", "info", "breastmnist-64"],
+                                  ["models", "list"], ["eval"], ["bench", "--no-such-option"]])
+def test_light_commands_do_not_import_the_heavy_stack(argv: list[str]) -> None:
+    # `medtransfer --help`, the lists and argument errors must answer without torch (3-5 s to import here)
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True, text=True, check=True)
+    probe = json.loads(out.stdout.strip().splitlines()[-1])
+    assert probe["heavy"] == [], f"{argv} imported {probe['heavy']}"
+    assert probe["code"] == (0 if argv[0] in ("--help", "datasets", "models") else 2)
+
+
+def _cli(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`medtransfer ARGV` in a subprocess: stdout and stderr are pipes, as in a log or CI."""
+    return subprocess.run([sys.executable, "-m", "medtransfer.cli", *argv], capture_output=True, text=True, cwd=cwd)
+
+
+def test_json_output_stays_clean_and_progress_goes_to_stderr() -> None:
+    out = _cli("eval", "knn", "--model", "test-cnn", "--dataset", "phantom-organ-28", "--json", "k=5")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["protocol"] == "knn"  # stdout: the JSON object alone
+    lines = [line for line in out.stderr.splitlines() if line.startswith("[medtransfer ")]
+    for split in ("train", "val", "test"):  # each split's extraction reports its count and speed
+        assert any(f"features test-cnn / phantom-organ-28:{split}: " in line and "images/s" in line for line in lines)
+
+
+def test_bench_reports_cells_on_stderr_in_a_log(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: t\nmodels: [test-cnn]\ndatasets: [phantom-binary-28]\nprotocols: [linear, knn]\n"
+                    "dataset_options: {phantom-binary-28: {n: 60}}\n")
+    out = _cli("bench", str(spec), "--store", str(tmp_path / "r.sqlite"))
+    assert out.returncode == 0, out.stderr
+    assert "grid 't': 2 cells, 0 already in" in out.stderr
+    assert "cell 1/2: model=test-cnn dataset=phantom-binary-28 protocol=linear" in out.stderr
+    assert "cell 2/2: model=test-cnn dataset=phantom-binary-28 protocol=knn" in out.stderr
+    assert "grid done: 2 cells run" in out.stderr
+
+
+def test_a_yaml_syntax_error_names_file_line_and_column_without_a_traceback(tmp_path: Path) -> None:
+    spec = tmp_path / "broken.yaml"
+    spec.write_text("name: t\nmodels: [test-cnn\ndatasets: [phantom-binary-28]\n")
+    out = _cli("bench", str(spec), "--store", str(tmp_path / "r.sqlite"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"error: {str(spec)!r} is not valid YAML: line 3, column 9: expected ',' or ']'" in out.stderr
+    assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_models_list_hides_the_test_models_unless_asked() -> None:
+    assert "test-cnn" not in runner.invoke(app, ["models", "list"]).stdout
+    assert "test-cnn3d" in runner.invoke(app, ["models", "list", "--all"]).stdout
+
+
+def test_a_constant_predictor_s_kappa_carries_a_note() -> None:
+    from rich.console import Console
+
+    from medtransfer.cli import _result_table
+    from medtransfer.protocols.base import ClassificationResult
+
+    result = ClassificationResult("knn", {"accuracy": 0.25, "qw_kappa": 0.0},
+                                  {"accuracy": (0.2, 0.3), "qw_kappa": (0.0, 0.0)})
+    console = Console(width=200, record=True)
+    console.print(_result_table(result, "t"))
+    text = console.export_text()
+    assert "[0.0000, 0.0000]*" in text and "the predictor is constant" in text
+    varied = ClassificationResult("knn", {"qw_kappa": 0.0}, {"qw_kappa": (-0.1, 0.1)})
+    console.print(_result_table(varied, "t"))
+    assert console.export_text().count("predictor is constant") == 0  # export_text clears the record

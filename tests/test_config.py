@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,3 +86,35 @@ def test_home_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("MEDTRANSFER_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert home() == tmp_path / ".cache" / "medtransfer"
+
+
+def test_yaml_syntax_errors_name_the_file_line_and_column(tmp_path: Path) -> None:
+    from medtransfer.config import read_file
+
+    f = tmp_path / "spec.yaml"
+    f.write_text("name: t\nmodels: [a, b\nseeds: [0]\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(repr(str(f)))} is not valid YAML: line 3, column 6: "
+                                          r"expected ',' or '\]', but got ':' \(while parsing a flow sequence\)\.$"):
+        read_file(f)
+    f.write_text("a: 1\n  b: 2\n")
+    with pytest.raises(ConfigError, match="line 2, column 4: mapping values are not allowed here"):
+        read_file(f)
+    with pytest.raises(ConfigError, match=r"Override 'seeds=\[0,': the value is not valid YAML \(line 1, column 4"):
+        parse_overrides(["seeds=[0,"])
+
+
+def test_from_dict_reports_every_bad_key_at_once() -> None:
+    from medtransfer.config import from_dict_partial
+
+    @dataclass(frozen=True)
+    class Cfg:
+        k: int = 1
+        name: str = "x"
+
+    with pytest.raises(ConfigError, match=r"^2 problems in Cfg:\n  - The 'k' parameter of Cfg must be int. Got "
+                                          r"'a' \(str\) instead.\n  - Unknown key 'nme' in Cfg. Did you mean 'name'"):
+        from_dict(Cfg, {"k": "a", "nme": "y"})
+    with pytest.raises(UnknownNameError, match="^Unknown key 'nme'"):  # one problem: its own error, as before
+        from_dict(Cfg, {"nme": "y"})
+    cfg, problems = from_dict_partial(Cfg, {"k": "a", "name": "y"})
+    assert cfg == Cfg(name="y") and len(problems) == 1 and "'k' parameter of Cfg must be int" in problems[0]

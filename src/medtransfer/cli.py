@@ -7,14 +7,16 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from medtransfer.errors import ConfigError, MedtransferError
-from medtransfer.protocols.base import ClassificationResult
+
+if TYPE_CHECKING:  # the heavy stack (torch, Lightning, MONAI ...) is imported only by the commands that use it
+    from medtransfer.protocols.base import ClassificationResult
 
 app = typer.Typer(help="Which pretrained model to start from for a medical-imaging task, how much it helps, why.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -31,6 +33,16 @@ DataRoot = Annotated[Path | None, typer.Option(help="Dataset folder (default $ME
 ArchOpt = Annotated[str | None, typer.Option(help="--model is a checkpoint file of this architecture, e.g. resnet50")]
 FormatOpt = Annotated[str | None, typer.Option("--format", help="its source format: torchvision, moco, swav, dino ...")]
 TrustOpt = Annotated[bool, typer.Option(help="allow a full unpickle of this file (can run code; BYOL .pkl needs it)")]
+
+
+def _bars(as_json: bool = False) -> bool:
+    """Progress bars on a terminal; otherwise (a log file, a pipe, --json) progress lines on stderr."""
+    bars = console.is_terminal and not as_json
+    if not bars:
+        from medtransfer import _progress
+
+        _progress.enable()
+    return bars
 
 
 def _kv_table(title: str, items: dict[str, object]) -> Table:
@@ -72,13 +84,18 @@ def datasets_unpack_mednist(src: Path, data_root: DataRoot = None) -> None:
 
 
 @models_app.command("list")
-def models_list(pattern: Annotated[str, typer.Argument(help="fnmatch pattern, e.g. 'resnet*'")] = "*") -> None:
+def models_list(pattern: Annotated[str, typer.Argument(help="fnmatch pattern, e.g. 'resnet*'")] = "*",
+                show_all: Annotated[bool, typer.Option("--all", help="also the internal test-* models")] = False
+                ) -> None:
     """List registered models."""
     from medtransfer.models import MODELS
-    from medtransfer.models.hub import weights_status
+    from medtransfer.models.status import weights_status
+    from medtransfer.models.zoo import is_internal
 
     table = Table("name", "arch", "dim", "input", "method", "pretraining data", "weights")
     for name in MODELS.names(pattern):
+        if is_internal(name) and not show_all:
+            continue
         c = MODELS.get(name)
         table.add_row(name, c.arch, str(c.feature_dim), str(c.input.input_size or "native"), c.method,
                       c.pretraining_data, weights_status(c))
@@ -105,7 +122,7 @@ def models_fetch(name: str, trust: TrustOpt = False,
     """Download a zoo model's published weights (resumes), verify the sha256, convert and store them."""
     from medtransfer.models.hub import fetch
 
-    console.print(f"{name}: {fetch(name, trust=trust, force=force, progress=console.is_terminal)}")
+    console.print(f"{name}: {fetch(name, trust=trust, force=force, progress=_bars())}")
 
 
 @models_app.command("convert")
@@ -148,7 +165,7 @@ def extract(model: Annotated[str, typer.Option(help="model name")],
     for s in splits:
         fs = features.extract(net, data.load(dataset, s, data_root=data_root), batch_size=batch_size,
                               bf16=None if bf16 else False, input_size=input_size, force=force,
-                              progress=console.is_terminal)
+                              progress=_bars())
         speed = f"{fs.meta['images_per_s']} images/s" if "images_per_s" in fs.meta else ""
         console.print(f"{dataset}:{s} {fs.x.shape} key={fs.key} {speed}")
 
@@ -168,7 +185,7 @@ def bench(args: Annotated[list[str] | None, typer.Argument(
     path = args.pop(0) if args and "=" not in args[0] else None
     spec = load_spec(path, args)
     with ResultStore(store or Path("runs") / f"{spec.name}.sqlite") as st:
-        summary = run_grid(spec, st, force=force, progress=console.is_terminal and not as_json)
+        summary = run_grid(spec, st, force=force, progress=_bars(as_json))
         ids = {c.cell_id for c in expand(spec, precision=precision_for(spec))}  # this spec's cells, not older ones
         rows = [r for r in st.results() if r["cell_id"] in ids]
     if as_json:
@@ -183,10 +200,13 @@ def bench(args: Annotated[list[str] | None, typer.Argument(
 
 
 def _result_table(result: ClassificationResult, title: str) -> Table:
-    table = Table("metric", "value", "95% CI", title=title)
+    from medtransfer.report.tables import CONSTANT_NOTE, constant_kappa
+
+    constant = [name for name, v in result.metrics.items() if constant_kappa(name, v, *result.ci[name])]
+    table = Table("metric", "value", "95% CI", title=title, caption=CONSTANT_NOTE if constant else None)
     for name, value in result.metrics.items():
         lo, hi = result.ci[name]
-        table.add_row(name, f"{value:.4f}", f"[{lo:.4f}, {hi:.4f}]")
+        table.add_row(name, f"{value:.4f}", f"[{lo:.4f}, {hi:.4f}]" + ("*" if name in constant else ""))
     return table
 
 
@@ -218,14 +238,14 @@ def eval_(args: Annotated[list[str], typer.Argument(
     options = parse_overrides(overrides) | ({"preset": preset} if preset else {}) | ({"init": init} if init else {})
     if protocol in TRAINED_PROTOCOLS:  # trains on images: no features
         result = run_cli_trained(protocol, model, dataset, seed=seed, fraction=fraction, per_class=per_class,
-                                 options=options, data_root=data_root, progress=console.is_terminal and not as_json)
+                                 options=options, data_root=data_root, progress=_bars(as_json))
     else:
         if init is not None:
             raise ConfigError(f"--init applies to trained protocols ({', '.join(TRAINED_PROTOCOLS)}); "
                               f"{protocol!r} reads frozen features. Drop --init.")
         result = _eval_frozen(protocol, model, dataset, options, seed=seed, fraction=fraction, per_class=per_class,
                               batch_size=batch_size, bf16=bf16, input_size=input_size, data_root=data_root,
-                              progress=console.is_terminal and not as_json)
+                              progress=_bars(as_json))
     if as_json:
         print(json.dumps({"model": model, "dataset": dataset} | result.to_dict(), default=float))
         return
@@ -268,11 +288,12 @@ def pretrain_(method: Annotated[str, typer.Argument(
     settings |= {k: v for k, v in (("dims", dims), ("data_root", str(data_root) if data_root else None)) if v}
     cfg = from_dict(PretrainConfig, settings, where="medtransfer pretrain")
     folder = out or Path("runs") / f"{method}-{Path(dataset).name}"
-    res = pretrain(cfg, folder, progress=console.is_terminal)
+    res = pretrain(cfg, folder, progress=_bars())
     rec = res.record
     console.print(f"{method} on {dataset}: {rec['epochs']} epochs, {rec['steps']} steps, final loss "
                   f"{rec['final_loss']:.4f}, {rec['images_per_s']} images/s -> {res.folder}")
-    console.print(f"use it: medtransfer eval linear --model {res.folder} --dataset {dataset}")
+    root = f" --data-root {data_root}" if data_root else ""
+    console.print(f"use it: medtransfer eval linear --model {res.folder} --dataset {dataset}{root}")
 
 
 def main() -> None:
@@ -281,7 +302,10 @@ def main() -> None:
     try:
         app()
     except MedtransferError as e:
-        Console(stderr=True).print(f"[red]error:[/red] {e}", highlight=False)
+        # soft_wrap: a log or pipe gets the message's own line breaks, not rich's 80-column ones
+        from rich.markup import escape
+
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         sys.exit(2)
 
 

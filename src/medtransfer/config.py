@@ -82,8 +82,28 @@ def _coerce(value: Any, tp: Any, owner: str, key: str) -> Any:
     return value
 
 
+def _fields_of(cls: type[C], data: Mapping[str, Any],
+               where: str) -> tuple[dict[str, Any], list[ConfigError | UnknownNameError]]:
+    """The valid keys of `data` coerced to `cls`'s field types, and one error per invalid key."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    problems: list[ConfigError | UnknownNameError] = []
+    for key, value in data.items():
+        if key not in fields:
+            problems.append(UnknownNameError(f"Unknown key {key!r} in {where}.{did_you_mean(key, list(fields))} "
+                                             f"Allowed keys: {', '.join(sorted(fields))}."))
+            continue
+        try:
+            kwargs[key] = _coerce(value, hints[key], where, key)
+        except ConfigError as e:
+            problems.append(e)
+    return kwargs, problems
+
+
 def from_dict(cls: type[C], data: Mapping[str, Any], *, where: str | None = None) -> C:
-    """Build the dataclass `cls` from `data`; unknown keys and wrong types raise naming the field.
+    """Build the dataclass `cls` from `data`; unknown keys and wrong types raise naming the field (all of them,
+    in one message, when there are several).
 
     Examples:
         >>> from dataclasses import dataclass
@@ -94,15 +114,25 @@ def from_dict(cls: type[C], data: Mapping[str, Any], *, where: str | None = None
         KNN(k=5)
     """
     where = where or cls.__name__
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
-    kwargs = {}
-    for key, value in data.items():
-        if key not in fields:
-            raise UnknownNameError(f"Unknown key {key!r} in {where}.{did_you_mean(key, list(fields))} "
-                                   f"Allowed keys: {', '.join(sorted(fields))}.")
-        kwargs[key] = _coerce(value, hints[key], where, key)
+    kwargs, problems = _fields_of(cls, data, where)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        kind = UnknownNameError if all(isinstance(p, UnknownNameError) for p in problems) else ConfigError
+        raise kind(f"{len(problems)} problems in {where}:\n" + "\n".join(f"  - {p}" for p in problems))
     return cls(**kwargs)
+
+
+def from_dict_partial(cls: type[C], data: Mapping[str, Any], *, where: str | None = None) -> tuple[C, list[str]]:
+    """`cls` built from the valid keys of `data` (the others keep their defaults), and the message of every
+    invalid key: a caller that checks more (names, ranges) can then report all problems at once."""
+    kwargs, problems = _fields_of(cls, data, where or cls.__name__)
+    return cls(**kwargs), [str(p) for p in problems]
+
+
+def resolve(path: str | Path | None = None, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """The settings of file `path` with `key=value` overrides merged over them (no defaults, no checks)."""
+    return _merge(read_file(path) if path is not None else {}, parse_overrides(overrides))
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -116,8 +146,21 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         *parents, leaf = key.strip().split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            node[leaf] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"Override {item!r}: the value is not valid YAML ({_yaml_problem(e)}) Lists are "
+                              "written [a, b], mappings {k: v}.") from None
     return out
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """"line L, column C: <what was wrong> (<while doing what>)" of a PyYAML error, 1-based as editors count."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(e, "problem", None) or str(e)
+    context = getattr(e, "context", None)
+    return f"{where}{problem}" + (f" ({context})" if context else "") + "."
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
@@ -128,7 +171,12 @@ def read_file(path: str | Path) -> dict[str, Any]:
     text = path.read_text()
     if path.suffix == ".toml" and tomllib is None:
         raise ConfigError(f"Reading {str(path)!r} needs Python >= 3.11 (tomllib); write the config as YAML instead.")
-    data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{str(path)!r} is not valid YAML: {_yaml_problem(e)}") from None
+    except ValueError as e:  # only tomllib raises it (TOMLDecodeError), with the line and column in its message
+        raise ConfigError(f"{str(path)!r} is not valid TOML: {e}.") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -146,8 +194,7 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 
 def load(cls: type[C], path: str | Path | None = None, overrides: Iterable[str] = ()) -> C:
     """Resolve a config: dataclass defaults < file `path` < `key=value` overrides."""
-    data = read_file(path) if path is not None else {}
-    return from_dict(cls, _merge(data, parse_overrides(overrides)))
+    return from_dict(cls, resolve(path, overrides))
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medtransfer._progress import Ticker
 from medtransfer.config import config_hash, home
 from medtransfer.data.base import ImageDataset
 from medtransfer.data.transforms import preprocess
@@ -130,9 +131,11 @@ def _write_features(model: nn.Module, dataset: ImageDataset, contract: InputCont
     from rich.progress import Progress
 
     dim = card_of(model).feature_dim
+    label = f"features {card_of(model).name} / {dataset.card.name}:{dataset.split}"
+    ticker = Ticker(label, len(dataset))  # the lines for logs and pipes, where no bar is drawn
     with open(path, "wb") as f, Progress(disable=not progress, transient=True) as bar:
         np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (len(dataset), dim)})
-        task = bar.add_task(f"features {card_of(model).name} / {dataset.card.name}:{dataset.split}", total=len(dataset))
+        task = bar.add_task(label, total=len(dataset))
         for x in iter_batches(dataset, contract, batch_size, prefetch=device.type == "cuda"):
             feats = forward_features(model, x, bf16=bf16, device=device)  # (B, D)
             if feats.shape[1] != dim:
@@ -140,6 +143,8 @@ def _write_features(model: nn.Module, dataset: ImageDataset, contract: InputCont
                                    f"says feature_dim={dim}.")
             f.write(np.ascontiguousarray(feats, dtype="<f4").tobytes())
             bar.advance(task, len(feats))
+            ticker.advance(len(feats))
+    ticker.finish()
     return dim
 
 

@@ -17,7 +17,7 @@ def did_you_mean(name: str, choices: list[str], *, n: int = 3) -> str:
     close = difflib.get_close_matches(name, choices, n=n, cutoff=0.5)
     if not close:
         # Prefix/substring matches help for long family names ("resnet" -> "resnet18", "resnet50").
-        close = [c for c in sorted(choices) if name.lower() in c.lower()][:n]
+        close = [c for c in sorted(choices) if name.lower() in c.lower()][:n] if len(name) >= 3 else []
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 

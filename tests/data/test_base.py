@@ -56,3 +56,21 @@ def test_data_root_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     monkeypatch.setenv("MEDTRANSFER_DATA", str(tmp_path))
     assert data.default_data_root() == tmp_path
     assert data.default_data_root("/x") == Path("/x")
+
+
+def test_check_options_without_loading(tmp_path: Path) -> None:
+    from medtransfer.data.base import check_options
+
+    check_options("phantom-binary-32", {"n": 10, "lesion_contrast": 0.2})
+    check_options("breastmnist", {"download": False})
+    with pytest.raises(ConfigError, match=r"Dataset 'breastmnist' takes the options \['download', 'progress'\]; "
+                                          r"got \['downlaod'\]. Did you mean 'download'\?"):
+        check_options("breastmnist", {"downlaod": False})
+    with pytest.raises(ConfigError, match=r"The 'n' option of dataset 'phantom-binary-32' must be an int in the "
+                                          r"range \[1, inf\). Got 0 instead."):
+        check_options("phantom-binary-32", {"n": 0})
+    with pytest.raises(UnknownNameError, match="Did you mean 'lesion_contrast'"):
+        check_options("phantom-binary-32", {"lesion_contrst": 0.2})
+    (tmp_path / "a").mkdir()
+    with pytest.raises(ConfigError, match="got \\['sed'\\]. Did you mean 'seed'"):
+        check_options(str(tmp_path), {"sed": 1})

@@ -11,11 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from medmnist.info import INFO
 
 from medtransfer import _download
 from medtransfer.data.base import DATASETS, load
-from medtransfer.data.medmnist import load_medmnist, medmnist_card
+from medtransfer.data.medmnist import INFO, load_medmnist, medmnist_card
 from medtransfer.errors import ChecksumError, ConfigError, DataError, DownloadError
 
 N = {"train": 6, "val": 2, "test": 3}
@@ -82,6 +81,19 @@ def test_registry_holds_every_subset_and_size() -> None:
     assert expected <= set(DATASETS.names())
 
 
+def test_info_is_the_medmnist_package_table_read_without_importing_the_package() -> None:
+    import subprocess
+    import sys
+
+    # in a fresh interpreter: the cards are built without running medmnist/__init__ (torch, pandas, sklearn)
+    code = ("import sys, medtransfer.data; print(sorted(m for m in ('torch', 'pandas', 'sklearn', 'medmnist') "
+            "if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+    from medmnist.info import INFO as PACKAGE_INFO
+
+    assert INFO == PACKAGE_INFO
+
+
 @pytest.mark.parametrize("flag", sorted(INFO))
 def test_cards_follow_info(flag: str) -> None:
     info = INFO[flag]
@@ -93,8 +105,12 @@ def test_cards_follow_info(flag: str) -> None:
         dims = 3 if flag.endswith("3d") else 2
         assert (card.channels, card.dims, card.image_size) == (info["n_channels"], dims, size)
         assert card.default_metric == "auc" and ("qw_kappa" in card.metrics) == (card.task == "ordinal")
-        assert (card.license, card.source, card.description) == (info["license"], info[f"url{suffix}"],
-                                                                   info["description"])
+        assert (card.license, card.source) == (info["license"], info[f"url{suffix}"])
+        if size == 28:
+            assert card.description == info["description"]
+        else:  # INFO describes the 28 px files; a 64 px card must not say 28x28
+            assert "28×28" not in card.description and "64 px" in card.description
+            assert card.description.startswith(info["description"].split("28×28")[0])
         assert card.extra["file"] == f"{flag}{suffix}.npz" and card.extra["md5"] == info[f"MD5{suffix}"]
         assert card.extra["n_samples"] == info["n_samples"] and "Scientific Data" in card.citation
 
@@ -204,6 +220,8 @@ def test_failed_download_names_file_folder_and_url(tmp_path: Path, monkeypatch: 
     with pytest.raises(DownloadError, match="no route to host") as e:
         load("breastmnist", "test", data_root=tmp_path, progress=False)
     _assert_names_file_folder_url(str(e.value), tmp_path)
+    card = DATASETS.get("breastmnist").card  # the URL and MD5 once, not once more from the wrapped error
+    assert str(e.value).count(card.extra["url"]) == 1 and str(e.value).count(card.extra["md5"]) == 1
     assert isinstance(e.value.__cause__, DownloadError)
     assert not (tmp_path / "breastmnist.npz").exists()
 

@@ -101,10 +101,12 @@ def test_cli_pretrain_then_eval_with_the_folder(tmp_path: Path) -> None:
     out = tmp_path / "simclr-cli"
     runner = CliRunner()
     res = runner.invoke(app, ["pretrain", "simclr", "--dataset", "phantom-binary-28", "--out", str(out),
-                              "model=test-cnn", "epochs=1", "samples=32", "batch_size=16", "dataset_options.n=32",
-                              "options.hidden_dim=8"])
+                              "--data-root", str(tmp_path), "model=test-cnn", "epochs=1", "samples=32",
+                              "batch_size=16", "dataset_options.n=32", "options.hidden_dim=8"])
     assert res.exit_code == 0, res.output
     assert "final loss" in res.output and "images/s" in res.output
+    hint = f"use it: medtransfer eval linear --model {out} --dataset phantom-binary-28 --data-root {tmp_path}"
+    assert hint in " ".join(res.output.split())  # the hint's command works as printed, data root included
     res = runner.invoke(app, ["eval", "linear", "--model", str(out), "--dataset", "phantom-binary-28", "--json"])
     assert res.exit_code == 0, res.output
     assert '"accuracy"' in res.output

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from medtransfer.errors import ConfigError
 from medtransfer.runner import ResultStore, load_spec, run_grid
 
 SMALL = {"phantom-binary-28": {"n": 120}, "phantom-organ-28": {"n": 120}}
@@ -47,13 +49,36 @@ def test_force_recomputes_without_duplicates(tmp_path: Path) -> None:
 
 
 def test_failing_cell_is_recorded_and_the_rest_runs(tmp_path: Path) -> None:
-    spec = load_spec(_spec(tmp_path), ["models=[test-cnn, no-such-model]"])
+    # k = 500 is a valid setting, but more than the 84 training phantoms: only the cell can find that out
+    spec = load_spec(_spec(tmp_path), ["protocols=[linear, knn]", "protocol_options.knn={k: 500}"])
     with ResultStore(tmp_path / "r.sqlite") as store:
         summary = run_grid(spec, store)
         failed = store.cells(status="failed")
     assert summary.done == 2 and len(summary.failed) == 2
-    assert "model=no-such-model dataset=phantom-binary-28 protocol=linear seed=0 fraction=1.0" in summary.failed[0]
-    assert "Unknown model 'no-such-model'" in failed[0]["error"]
+    assert "model=test-cnn dataset=phantom-binary-28 protocol=knn seed=0 fraction=1.0" in summary.failed[0]
+    assert "The 'k' parameter of knn must be an int in the range [1, n_train]" in failed[0]["error"]
+
+
+def test_a_spec_with_bad_values_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    # every problem in one message, and no store file created (bench opens the store after load_spec)
+    with pytest.raises(ConfigError) as info:
+        load_spec(_spec(tmp_path), ["models=[test-cnn, no-such-model]", "seeds=[-1]", "protocols=[linear, knnn]",
+                                    "protocol_options.linear={C_grd: [1]}", "dataset_options.phantom-binary-28={n: 0}"])
+    message = str(info.value)
+    assert message.startswith(f"The spec {str(tmp_path / 'spec.yaml')!r} has 5 problems; nothing was run.")
+    for part in ("'seeds' parameter of GridSpec must hold ints in the range [0, 2^32 - 1]. Got [-1]",
+                 "model 'no-such-model' is not a registered model", "protocol 'knnn' is not one of",
+                 "Did you mean 'knn'?", "Unknown key 'C_grd' in linear-probe preset 'default'. Did you mean 'C_grid'?",
+                 "The 'n' option of dataset 'phantom-binary-28' must be an int in the range [1, inf). Got 0"):
+        assert part in message, part
+    assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_run_grid_checks_a_spec_built_in_python(tmp_path: Path) -> None:
+    spec = dataclasses.replace(load_spec(_spec(tmp_path)), seeds=(-3,), fractions=(0.0,))
+    with ResultStore(tmp_path / "r.sqlite") as store, pytest.raises(ConfigError, match="has 2 problems"):
+        run_grid(spec, store)
+        assert store.cells() == []
 
 
 def _done(path: Path) -> int:

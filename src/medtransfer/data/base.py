@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from medtransfer.errors import ConfigError, DataError
-from medtransfer.registry import Registry
+from medtransfer.registry import Registry, did_you_mean
 from medtransfer.tasks import METRICS, TASKS, TaskType
 
 
@@ -130,10 +131,15 @@ Loader = Callable[..., ImageDataset]
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    """A registry entry: the card and the function that loads a split, `loader(card, split, data_root, **opts)`."""
+    """A registry entry: the card and the function that loads a split, `loader(card, split, data_root, **opts)`.
+
+    `check`, when given, validates loader options without loading anything (a loader taking ``**options``
+    cannot be checked from its signature alone); it raises ConfigError.
+    """
 
     card: DatasetCard
     loader: Loader
+    check: Callable[[DatasetCard, dict[str, Any]], None] | None = None
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
@@ -161,6 +167,30 @@ def get_card(name: str) -> DatasetCard:
 
         return folder_card(name)
     return DATASETS.get(name).card
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Raise ConfigError when `options` are not loader options of the dataset `name` (nothing is read).
+
+    Raises:
+        UnknownNameError: `name` is neither registered nor a folder / CSV.
+        ConfigError: an option the loader does not take, or a value its `check` refuses.
+    """
+    if is_user_path(name):
+        from medtransfer.data.folder import folder_dataset as loader
+
+        params = inspect.signature(loader).parameters
+    else:
+        entry = DATASETS.get(name)
+        if entry.check is not None:
+            entry.check(entry.card, dict(options))
+            return
+        params = inspect.signature(entry.loader).parameters
+    allowed = [p for p, v in params.items() if v.kind == v.KEYWORD_ONLY and p != "data_root"]
+    unknown = [k for k in options if k not in allowed]
+    if unknown:
+        raise ConfigError(f"Dataset {name!r} takes the options {allowed}; got {unknown}."
+                          f"{did_you_mean(unknown[0], allowed)}")
 
 
 def load(name: str, split: str = "train", *, data_root: str | os.PathLike[str] | None = None,

@@ -13,18 +13,37 @@ Examples:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from medmnist.info import INFO
 
 from medtransfer import _download
 from medtransfer.data.base import DATASETS, ArrayDataset, DatasetCard, DatasetEntry, default_data_root
 from medtransfer.errors import ConfigError, DataError, DownloadError
+
+
+def _medmnist_info() -> dict[str, dict[str, Any]]:
+    """``medmnist.info.INFO``, read without importing the ``medmnist`` package: its ``__init__`` imports torch,
+    pandas and scikit-learn (3-5 s here), which `medtransfer datasets list` must not wait for."""
+    if "medmnist.info" in sys.modules:
+        return sys.modules["medmnist.info"].INFO  # type: ignore[no-any-return]
+    package = importlib.util.find_spec("medmnist")  # locates the package without running its __init__
+    if package is None or package.origin is None:
+        raise ImportError("medtransfer needs the 'medmnist' package (pip install medmnist) for MedMNIST's INFO.")
+    spec = importlib.util.spec_from_file_location("medtransfer._medmnist_info", Path(package.origin).parent / "info.py")
+    assert spec is not None and spec.loader is not None, "medmnist/info.py sits beside medmnist/__init__.py"
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.INFO  # type: ignore[no-any-return]
+
+
+INFO = _medmnist_info()
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +77,14 @@ def dataset_name(flag: str, size: int) -> str:
     return flag if size == 28 else f"{flag}-{size}"
 
 
+def _describe(description: str, size: int) -> str:
+    """INFO's description, which always speaks of the 28 px files, with its 28×28(×28) turned into `size`."""
+    if size == 28:
+        return description
+    out = description.replace("28×28×28", f"{size}×{size}×{size}").replace("28×28", f"{size}×{size}")
+    return out + f" (MedMNIST+: this file holds the images at {size} px.)"
+
+
 def medmnist_card(flag: str, size: int = 28) -> DatasetCard:
     """Build the card of MedMNIST subset `flag` at `size` from ``medmnist.info.INFO``."""
     if flag not in INFO:
@@ -84,7 +111,7 @@ def medmnist_card(flag: str, size: int = 28) -> DatasetCard:
         license=info["license"],
         citation=_CITATION + ("" if size == 28 else _CITATION_PLUS),
         source=info[f"url{suffix}"],
-        description=info["description"],
+        description=_describe(info["description"], size),
         extra={"flag": flag, "size": size, "file": file, "url": info[f"url{suffix}"],
                "md5": info[f"MD5{suffix}"], "n_samples": dict(info["n_samples"])},
     )
@@ -140,8 +167,8 @@ def ensure_file(card: DatasetCard, folder: Path, *, download: bool = True, progr
         raise DownloadError(_missing_message(card, folder, f"{file!r} is not in {str(folder)!r} and {why}"))
     try:
         _download.download(url, path, expected=md5, algo="md5", progress=progress)
-    except DownloadError as e:
-        raise DownloadError(_missing_message(card, folder, f"downloading {file!r} failed ({e})")) from e
+    except DownloadError as e:  # the cause alone: _missing_message names the URL, MD5 and folder once
+        raise DownloadError(_missing_message(card, folder, f"downloading {file!r} failed ({e.__cause__ or e})")) from e
     _write_sidecar(path, md5)
     return path
 

@@ -221,13 +221,27 @@ def load_phantom(card: DatasetCard, split: str, *, data_root: Any = None, n: int
     `data_root` is ignored: phantoms are generated, nothing is read from disk. `n` defaults to `DEFAULT_N`.
     """
     del data_root
+    n = DEFAULT_N[card.dims][split] if n is None else n
+    return PhantomDataset(card, split, cfg=_config(card, cfg_overrides), task=card.extra["task"], n=n, seed=seed)
+
+
+def _config(card: DatasetCard, overrides: dict[str, Any]) -> PhantomConfig:
     for key in ("dims", "size"):
-        if key in cfg_overrides:
+        if key in overrides:
             raise ConfigError(f"The {key!r} of dataset {card.name!r} is fixed by its name; load a name of "
                               f"another size instead (e.g. 'phantom-binary-128', 'phantom3d-binary-64').")
-    cfg = from_dict(PhantomConfig, {"dims": card.dims, "size": card.image_size, **cfg_overrides})
-    n = DEFAULT_N[card.dims][split] if n is None else n
-    return PhantomDataset(card, split, cfg=cfg, task=card.extra["task"], n=n, seed=seed)
+    return from_dict(PhantomConfig, {"dims": card.dims, "size": card.image_size, **overrides},
+                     where=f"options of dataset {card.name!r}")
+
+
+def check_phantom_options(card: DatasetCard, options: dict[str, Any]) -> None:
+    """What `load_phantom` would refuse in `options`, found without rendering anything."""
+    for key in ("n", "seed"):
+        value = options.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < (key == "n")):
+            raise ConfigError(f"The {key!r} option of dataset {card.name!r} must be an int in the range "
+                              f"[{int(key == 'n')}, inf). Got {value!r} instead.")
+    _config(card, {k: v for k, v in options.items() if k not in ("n", "seed", "data_root")})
 
 
 def _register() -> None:
@@ -244,7 +258,7 @@ def _register() -> None:
                 description=f"Procedural {dims}D phantoms ({size} px): a body holding three organs under "
                             f"random pose, size, intensity, bias field and noise; {meaning}. Masks: "
                             f"0 background, 1 body, 2 left, 3 right, 4 central organ, 5 lesion.")
-            DATASETS.add(name, DatasetEntry(card, load_phantom))
+            DATASETS.add(name, DatasetEntry(card, load_phantom, check_phantom_options))
 
 
 _register()

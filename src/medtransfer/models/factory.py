@@ -8,7 +8,10 @@ from pathlib import Path
 from torch import nn
 
 from medtransfer.errors import CheckpointError
-from medtransfer.models import hub
+from medtransfer.models import (
+    backbones3d,  # noqa: F401  (registers the 3D encoders in ARCHS)
+    hub,
+)
 from medtransfer.models.backbones import build
 from medtransfer.models.card import ModelCard
 from medtransfer.models.local import is_model_dir, read_model_dir, weights_path

@@ -29,10 +29,12 @@ from torch import nn
 from medtransfer._download import download, file_digest
 from medtransfer.config import home
 from medtransfer.errors import CheckpointError, ChecksumError, ConfigError, DownloadError
+from medtransfer.models import backbones3d  # noqa: F401  (registers the 3D encoders in ARCHS)
 from medtransfer.models.backbones import build
 from medtransfer.models.card import ModelCard
 from medtransfer.models.convert import CONVERTERS
-from medtransfer.models.local import WEIGHTS_FILE, is_model_dir, save_model_dir
+from medtransfer.models.local import is_complete_model_dir, save_model_dir
+from medtransfer.models.status import converted_dir, is_converted, published_file, weights_status  # noqa: F401
 from medtransfer.models.weights import load_strict
 from medtransfer.models.zoo import MODELS
 
@@ -42,31 +44,6 @@ LOCK_FORMAT = "medtransfer-lock/1"
 # Harmless classes that published torch checkpoints carry beside their tensors (PyContrast and the ImageNet
 # example save their argparse options); weights_only unpickling may rebuild these, and nothing else.
 _SAFE_GLOBALS = [argparse.Namespace]
-
-
-def published_file(card: ModelCard) -> Path:
-    """Where the card's original published file is kept (downloaded, or placed there by hand)."""
-    return home() / "downloads" / (card.filename or card.name)
-
-
-def converted_dir(name: str) -> Path:
-    """The model folder a converted zoo model is stored in."""
-    return home() / "models" / name
-
-
-def is_converted(name: str) -> bool:
-    """True when the zoo model `name` has been fetched or converted onto this machine."""
-    folder = converted_dir(name)
-    return is_model_dir(folder) and (folder / WEIGHTS_FILE).is_file()
-
-
-def weights_status(card: ModelCard) -> str:
-    """One word for `models list`: ``on disk``, ``fetch`` (downloadable), ``manual`` or ``-`` (random init)."""
-    if not card.published:
-        return "-"
-    if is_converted(card.name):
-        return "on disk"
-    return "fetch" if card.url else "manual"
 
 
 def how_to_get(card: ModelCard) -> str:
@@ -315,7 +292,7 @@ def import_checkpoint(path: str | os.PathLike[str], *, arch: str, fmt: str = "to
     path = Path(path)
     digest = file_digest(path) if path.is_file() else hashlib.sha256(str(path).encode()).hexdigest()
     folder = home() / "models" / "user" / f"{path.name}-{arch}-{fmt}-{digest[:12]}"
-    if is_model_dir(folder) and (folder / WEIGHTS_FILE).is_file():
+    if is_complete_model_dir(folder):
         return folder
     model = convert_file(path, arch=arch, converter=fmt, trust=trust)
     card = user_card(path, model, arch=arch, fmt=fmt, digest=digest)

@@ -12,14 +12,15 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from medtransfer.config import from_dict
 from medtransfer.errors import CheckpointError, MedtransferError
 from medtransfer.models.card import ModelCard
+
+if TYPE_CHECKING:  # torch is imported by the functions that use it: `models list` reads folders without it
+    import torch
+    from torch import nn
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -29,6 +30,11 @@ FORMAT = "medtransfer-model/1"
 def is_model_dir(path: str | os.PathLike[str]) -> bool:
     """True when `path` is a folder with a ``card.json`` (a model folder, complete or not)."""
     return (Path(path) / CARD_FILE).is_file()
+
+
+def is_complete_model_dir(path: str | os.PathLike[str]) -> bool:
+    """True when `path` is a model folder with its weights file (a finished write)."""
+    return is_model_dir(path) and weights_path(path).is_file()
 
 
 def save_model_dir(path: str | os.PathLike[str], model: nn.Module, card: ModelCard,

@@ -55,3 +55,8 @@ for _card in (
 # Published checkpoints (models/published.py): fetched or converted into $MEDTRANSFER_HOME/models/<name>/.
 for _card in PUBLISHED:
     MODELS.add(_card.name, _card)
+
+
+def is_internal(name: str) -> bool:
+    """True for the tiny ``test-*`` models that exist for the test-suite (hidden by `models list`)."""
+    return name.startswith("test-")

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from medtransfer import __version__
 from medtransfer import data as mdata
-from medtransfer._lightning import quiet_lightning
+from medtransfer._lightning import ProgressLog, quiet_lightning
 from medtransfer.config import config_hash, to_dict
 from medtransfer.data.transforms import match_channels, preprocess
 from medtransfer.errors import ConfigError
@@ -162,7 +162,8 @@ def _trainer(cfg: PretrainConfig, out: Path, progress: bool) -> pl.Trainer:
     ckpt = pl.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename=Path(CHECKPOINT).stem, save_top_k=1,
                                         enable_version_counter=False, every_n_epochs=1, save_on_train_epoch_end=True)
     return pl.Trainer(max_epochs=cfg.epochs, max_steps=cfg.max_steps, accelerator=cfg.accelerator, devices=cfg.devices,
-                      strategy="auto", precision=_precision(cfg), callbacks=[ckpt], logger=False,
+                      strategy="auto", precision=_precision(cfg), logger=False,
+                      callbacks=[ckpt, ProgressLog(f"pretrain {cfg.method} / {cfg.dataset}")],
                       default_root_dir=out, enable_progress_bar=progress, enable_model_summary=False,
                       log_every_n_steps=1, num_sanity_val_steps=0)
 

@@ -35,7 +35,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from medtransfer._lightning import quiet_lightning
+from medtransfer._lightning import ProgressLog, quiet_lightning
 from medtransfer.config import config_hash, from_dict
 from medtransfer.data.base import ImageDataset
 from medtransfer.errors import ConfigError, DataError
@@ -283,7 +283,8 @@ class Finetuner:
             _fit(self.module_, batches, fit_val, cfg, device,
                  val_every=min(cfg.val_every or spe, total) if fit_val is not None else None,
                  ckpt_dir=Path(self.checkpoint_dir) if self.checkpoint_dir is not None else None,
-                 progress=sys.stderr.isatty() if self.progress is None else self.progress, callbacks=self.callbacks)
+                 progress=sys.stderr.isatty() if self.progress is None else self.progress,
+                 callbacks=(*self.callbacks, ProgressLog(f"finetune {card_of(model).name} / {train.card.name}")))
         m = self.module_
         m.restore_best()  # model selection is over: only from here on may a test split be read
         best = m.best_step_ if m.best_state_ is not None else None

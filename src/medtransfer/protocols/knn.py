@@ -79,7 +79,8 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
                           f"Got {value!r} instead.{hint}")
 
 
-def _check_args(k: int, metric: str, weighting: str, temperature: float, chunk_size: int, n_train: int) -> None:
+def check_args(k: int, metric: str, weighting: str, temperature: float, chunk_size: int, n_train: int) -> None:
+    """Raise ConfigError in the sklearn form for a bad knn setting (k in [1, n_train])."""
     _check_choice("metric", metric, METRICS)
     _check_choice("weighting", weighting, WEIGHTINGS)
     check_int("knn", "k", k, 1, n_train, high_name="n_train",
@@ -286,7 +287,7 @@ def knn_proba(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *, n
     Returns:
         Weighted vote fractions: rows sum to 1 for integer labels; per-label fractions in [0, 1] for multi-label.
     """
-    _check_args(k, metric, weighting, temperature, chunk_size, len(train_x))
+    check_args(k, metric, weighting, temperature, chunk_size, len(train_x))
     targets = _targets(train_y, n_classes).astype(np.float64)  # (N, C)
     search = _searcher(np.asarray(train_x), k, metric, weighting)
     test_x = np.asarray(test_x)

@@ -10,10 +10,10 @@ import numpy as np
 
 from medtransfer.config import from_dict
 from medtransfer.errors import DataError
-from medtransfer.protocols.base import ClassificationResult, Features
+from medtransfer.protocols.base import ClassificationResult, Features, check_int
 from medtransfer.protocols.fewshot import FewShotConfig, few_shot
-from medtransfer.protocols.knn import KNNConfig, knn
-from medtransfer.protocols.linear import linear_probe
+from medtransfer.protocols.knn import KNNConfig, check_args, knn
+from medtransfer.protocols.linear import linear_probe, resolve_config
 from medtransfer.registry import Registry
 
 
@@ -58,3 +58,20 @@ def _fewshot(splits: Mapping[str, Features], *, task: str, metrics: tuple[str, .
     n_way = {"n_way": min(FewShotConfig.n_way, len(np.unique(pool.y)))}
     cfg = from_dict(FewShotConfig, n_way | dict(options), where="fewshot options")
     return few_shot(pool, seed=seed, **dataclasses.asdict(cfg))  # always plain accuracy (PROTOCOLS.md §1.5)
+
+
+def check_options(protocol: str, options: Mapping[str, Any]) -> None:
+    """Raise ConfigError (or UnknownNameError) when `options` are not settings of the frozen `protocol`; the
+    checks need no data, so a spec is refused before its first cell (a k above n_train is found at the cell)."""
+    opts = dict(options)
+    if protocol == "linear":
+        resolve_config(opts.pop("preset", "default"), **opts)
+    elif protocol == "knn":
+        cfg = from_dict(KNNConfig, opts, where="knn options")
+        # the checks knn makes itself, with n_train unknown here
+        check_args(cfg.k, cfg.metric, cfg.weighting, cfg.temperature, cfg.chunk_size, max(cfg.k, 1))
+    elif protocol == "fewshot":
+        cfg_fs = from_dict(FewShotConfig, opts, where="fewshot options")
+        for name in ("n_support", "n_query", "episodes"):
+            check_int("few_shot", name, getattr(cfg_fs, name), 1)
+        check_int("few_shot", "n_way", cfg_fs.n_way, 2)

@@ -7,6 +7,14 @@ from typing import Any
 
 from rich.table import Table
 
+CONSTANT_NOTE = ("* QW-kappa 0 with a zero-width interval: the predictor is constant (every test sample got the "
+                 "same class), so kappa is 0 on every resample; it says nothing about agreement.")
+
+
+def constant_kappa(metric: str, value: float, low: float | None, high: float | None) -> bool:
+    """True for the QW-kappa of a constant predictor: exactly 0 on the test split and on every resample."""
+    return metric == "qw_kappa" and value == 0 and low == 0 and high == 0
+
 
 def _fmt(row: Mapping[str, Any]) -> str:
     value = f"{100 * row['value']:.1f}" if row["metric"] != "qw_kappa" else f"{row['value']:.3f}"
@@ -14,7 +22,8 @@ def _fmt(row: Mapping[str, Any]) -> str:
         return value
     scale = 1 if row["metric"] == "qw_kappa" else 100
     digits = 3 if row["metric"] == "qw_kappa" else 1
-    return f"{value} [{scale * row['ci_low']:.{digits}f}, {scale * row['ci_high']:.{digits}f}]"
+    star = "*" if constant_kappa(row["metric"], row["value"], row["ci_low"], row["ci_high"]) else ""
+    return f"{value} [{scale * row['ci_low']:.{digits}f}, {scale * row['ci_high']:.{digits}f}]{star}"
 
 
 Key = tuple[str, str, str, str]
@@ -42,8 +51,12 @@ def pivot(rows: Iterable[Mapping[str, Any]]) -> tuple[list[str], dict[Key, dict[
 
 def results_table(rows: Iterable[Mapping[str, Any]], *, title: str = "medtransfer results") -> Table:
     """A rich Table of test metrics with 95% CIs (accuracy and AUC in %, QW-kappa as is)."""
+    rows = list(rows)
     models, grouped = pivot(rows)
-    table = Table(title=title, caption="test split; value [95% CI]; accuracy/AUC in %; labels = share of train labels")
+    caption = "test split; value [95% CI]; accuracy/AUC in %; labels = share of train labels"
+    if any(constant_kappa(r["metric"], r["value"], r.get("ci_low"), r.get("ci_high")) for r in rows):
+        caption += "\n" + CONSTANT_NOTE
+    table = Table(title=title, caption=caption)
     for name in ("dataset", "protocol", "labels", "metric", *models):
         table.add_column(name, no_wrap=name in ("dataset", "protocol", "labels", "metric"))
     for key, by_model in sorted(grouped.items(), key=lambda kv: (kv[0][0], kv[0][1], -float(kv[0][2][:-1]), kv[0][3])):

@@ -11,13 +11,14 @@ from pathlib import Path
 from torch import nn
 
 from medtransfer import data as mdata
+from medtransfer._progress import say
 from medtransfer.data.splits import label_subset
 from medtransfer.errors import CellError
 from medtransfer.features import FeatureSet, default_device, extract, use_bf16
 from medtransfer.models import create, weights_sha256
 from medtransfer.protocols import PROTOCOLS, ClassificationResult, Features
 from medtransfer.runner.pretraining import model_source, run_pretraining, with_folders
-from medtransfer.runner.spec import GridSpec, expand, mismatched_pairs
+from medtransfer.runner.spec import GridSpec, check_spec, expand, mismatched_pairs
 from medtransfer.runner.store import Cell, ResultRow, ResultStore
 from medtransfer.runner.trained import TRAINED_PROTOCOLS, run_trained
 
@@ -85,11 +86,20 @@ def _run_cell(cell: Cell, feats: dict[str, FeatureSet], card: mdata.DatasetCard)
                         options=cell.config["protocol_options"])
 
 
+def _describe(cell: Cell) -> str:
+    return (f"model={cell.model} dataset={cell.dataset} protocol={cell.protocol} seed={cell.seed} "
+            f"fraction={cell.fraction}")
+
+
+def _start(store: ResultStore, cell: Cell, summary: RunSummary) -> None:
+    """Mark `cell` running, with a progress line (logs and pipes) counting it among the grid's cells."""
+    store.start(cell)
+    say("cell %d/%d: %s", summary.skipped + summary.done + len(summary.failed) + 1, summary.total, _describe(cell))
+
+
 def _fail(store: ResultStore, cells: list[Cell], error: BaseException, summary: RunSummary) -> None:
     for cell in cells:
-        where = (f"model={cell.model} dataset={cell.dataset} protocol={cell.protocol} seed={cell.seed} "
-                 f"fraction={cell.fraction}")
-        message = f"{CellError(where)}: {type(error).__name__}: {error}"
+        message = f"{CellError(_describe(cell))}: {type(error).__name__}: {error}"
         log.error("%s", message)
         if store.status(cell.cell_id) != "running":  # failed before it could start (e.g. its features)
             store.start(cell)
@@ -102,7 +112,7 @@ def _run_trained_cells(spec: GridSpec, store: ResultStore, cells: list[Cell],
                        progress: bool) -> tuple[str | None, nn.Module | None]:
     """Run trained cells (one model, one dataset) one by one; returns the (name, model) built for them."""
     for cell in cells:
-        store.start(cell)
+        _start(store, cell, summary)
         try:
             if built[0] != cell.model:
                 built = (cell.model, create(model_source(spec, cell.model)))
@@ -131,12 +141,14 @@ def run_grid(spec: GridSpec, store: ResultStore, *, force: bool = False, progres
         >>> with ResultStore("runs/default.sqlite") as store:
         ...     summary = run_grid(load_spec(), store)
     """
+    check_spec(spec)  # every problem of the spec at once, before anything runs (load_spec did it for files)
     precision = precision_for(spec)
     cells = expand(spec, precision=precision)
     if mismatched := mismatched_pairs(spec):
         log.warning("Not run, the model and dataset dims differ: %s", "; ".join(mismatched))
     done = set() if force else store.done_cells()
     summary = RunSummary(total=len(cells), skipped=sum(c.cell_id in done for c in cells))
+    say("grid %r: %d cells, %d already in %s", spec.name, summary.total, summary.skipped, store.path)
     spec = with_folders(spec, Path(store.path).parent)  # pretrained models live beside the store
     unmade = run_pretraining(spec, progress=progress)  # before the grid: its models enter by name
     built: tuple[str | None, nn.Module | None] = (None, None)
@@ -159,7 +171,7 @@ def run_grid(spec: GridSpec, store: ResultStore, *, force: bool = False, progres
             _fail(store, group, e, summary)
             continue
         for cell in group:
-            store.start(cell)
+            _start(store, cell, summary)
             try:
                 result = _run_cell(cell, feats, card)
             except Exception as e:  # noqa: BLE001 - recorded in the store with its traceback
@@ -169,4 +181,6 @@ def run_grid(spec: GridSpec, store: ResultStore, *, force: bool = False, progres
             store.finish(cell.cell_id, result_rows(result), weights_sha256=sha,
                          extra={"chosen": result.chosen, "grid": result.grid, "n_train": result.n_train})
             summary.done += 1
+    say("grid done: %d cells run, %d already in the store, %d failed", summary.done, summary.skipped,
+        len(summary.failed))
     return summary

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from medtransfer import __version__
-from medtransfer.config import config_hash, load
+from medtransfer.config import config_hash, from_dict_partial, resolve
 from medtransfer.data.base import is_user_path
-from medtransfer.errors import ConfigError
+from medtransfer.errors import ConfigError, MedtransferError
 from medtransfer.features import FEATURES_VERSION
 from medtransfer.runner.pretraining import check_steps, recipe, step_of
 from medtransfer.runner.store import Cell
@@ -51,18 +52,126 @@ class GridSpec:
     data_root: str | None = None
     pretrain: tuple[dict[str, Any], ...] = ()
 
-    def __post_init__(self) -> None:
-        check_steps(self.pretrain)
-        for key in ("models", "datasets", "protocols", "seeds", "fractions"):
-            if not getattr(self, key):
-                raise ConfigError(f"The {key!r} parameter of GridSpec must be a non-empty list.")
-        bad = [f for f in self.fractions if not 0.0 < f <= 1.0]
-        if bad:
-            raise ConfigError(f"The 'fractions' parameter of GridSpec must hold floats in the range (0, 1]. "
-                              f"Got {bad} instead.")
-        if self.batch_size < 1:
-            raise ConfigError(f"The 'batch_size' parameter of GridSpec must be an int in the range [1, inf). "
-                              f"Got {self.batch_size} instead.")
+    # No __post_init__ checks: `check_spec` (called by `load_spec` and `run_grid`) reports every problem of a
+    # spec in one message, which a constructor raising at the first one could not.
+
+
+_MAX_SEED = 2**32 - 1  # numpy's legacy seeding and many samplers take at most 32 bits
+
+
+def _field_problems(spec: GridSpec) -> list[str]:
+    """What is wrong with the spec's values on their own (no registry needed)."""
+    if not all(isinstance(step, Mapping) for step in spec.pretrain):
+        return [f"Each pretrain step of the spec must be a mapping {{name: ..., method: ..., dataset: ...}}; got "
+                f"{list(spec.pretrain)}."]
+    problems = []
+    try:
+        check_steps(spec.pretrain)
+    except ConfigError as e:
+        problems.append(str(e))
+    problems += [f"The {key!r} parameter of GridSpec must be a non-empty list." for key in
+                 ("models", "datasets", "protocols", "seeds", "fractions") if not getattr(spec, key)]
+    if bad := [f for f in spec.fractions if not 0.0 < f <= 1.0]:
+        problems.append(f"The 'fractions' parameter of GridSpec must hold floats in the range (0, 1]. "
+                        f"Got {bad} instead.")
+    if bad := [s for s in spec.seeds if isinstance(s, bool) or not 0 <= s <= _MAX_SEED]:
+        problems.append(f"The 'seeds' parameter of GridSpec must hold ints in the range [0, 2^32 - 1]. "
+                        f"Got {bad} instead.")
+    for key in ("batch_size", "input_size"):
+        value = getattr(spec, key)
+        if value is not None and value < 1:
+            problems.append(f"The {key!r} parameter of GridSpec must be an int in the range [1, inf). "
+                            f"Got {value} instead.")
+    return problems
+
+
+def _listing(problems: list[str], where: str = "") -> str:
+    head = f"The spec{f' {where}' if where else ''} has {len(problems)} problem{'s' * (len(problems) > 1)}; "
+    return head + "nothing was run. Fix " + ("it" if len(problems) == 1 else "them") + ":\n" + "\n".join(
+        f"  - {p}" for p in problems)
+
+
+def spec_problems(spec: GridSpec) -> list[str]:
+    """Every problem of the spec's names and options that can be found without data: unknown models,
+    datasets and protocols (with the closest names), options their protocol, dataset or pretraining step
+    would refuse, and options naming something the grid does not hold."""
+    from medtransfer.models import MODELS
+    from medtransfer.models.local import is_model_dir
+    from medtransfer.registry import did_you_mean
+
+    problems = _field_problems(spec)
+    if any("pretrain" in p for p in problems):  # malformed steps: the name checks below would only add noise
+        return problems
+    steps = [str(step["name"]) for step in spec.pretrain]
+    problems += [f"model {m!r} is not a registered model, a model folder or a pretraining step of the spec."
+                f"{did_you_mean(m, MODELS.names() + steps)} See `medtransfer models list`."
+                for m in spec.models if m not in MODELS and m not in steps and not is_model_dir(m)]
+    problems += _dataset_problems(spec)
+    problems += _protocol_problems(spec)
+    from medtransfer.runner.pretraining import step_config
+
+    for step in spec.pretrain:
+        try:
+            step_config(spec, step)
+        except MedtransferError as e:
+            problems.append(str(e))
+    return problems
+
+
+def _option_problems(kind: str, options: dict[str, Any], grid: tuple[str, ...], known: Callable[[str], bool],
+                     check: Callable[[str, dict[str, Any]], None]) -> list[str]:
+    """Problems of the `kind`_options mapping: names nothing registered, not a mapping, or refused by `check`.
+    Options of a known name the grid leaves out (a spec reused with other `key=value` lists) are not checked."""
+    from medtransfer.registry import did_you_mean
+
+    problems = []
+    for name, value in options.items():
+        if not known(name):
+            problems.append(f"{kind}_options names {name!r}, which is not a known {kind}."
+                            f"{did_you_mean(name, list(grid))}")
+        elif not isinstance(value, dict):
+            problems.append(f"{kind}_options of {name!r} must be a mapping of option to value; got {value!r}.")
+        elif name in grid:
+            try:
+                check(name, value)
+            except MedtransferError as e:
+                problems.append(f"{kind}_options of {name!r}: {e}")
+    return problems
+
+
+def _dataset_problems(spec: GridSpec) -> list[str]:
+    from medtransfer.data.base import DATASETS, check_options
+    from medtransfer.registry import did_you_mean
+
+    def known(d: str) -> bool:
+        return d in DATASETS or (is_user_path(d) and Path(d).expanduser().exists())
+
+    problems = [f"dataset {d!r} is not a registered dataset, a folder or a CSV file."
+                f"{did_you_mean(d, DATASETS.names())} See `medtransfer datasets list`."
+                for d in spec.datasets if not known(d)]
+    return problems + _option_problems("dataset", spec.dataset_options, spec.datasets, known, check_options)
+
+
+def _protocol_problems(spec: GridSpec) -> list[str]:
+    from medtransfer.protocols.registry import PROTOCOLS, check_options
+    from medtransfer.registry import did_you_mean
+    from medtransfer.runner.trained import TRAINED_PROTOCOLS, check_trained_options
+
+    names = PROTOCOLS.names() + list(TRAINED_PROTOCOLS)
+    problems = [f"protocol {p!r} is not one of {names}.{did_you_mean(p, names)}"
+                for p in spec.protocols if p not in names]
+
+    def check(p: str, options: dict[str, Any]) -> None:
+        (check_trained_options if p in TRAINED_PROTOCOLS else check_options)(p, options)
+
+    return problems + _option_problems("protocol", spec.protocol_options, spec.protocols, names.__contains__, check)
+
+
+def check_spec(spec: GridSpec, *, where: str = "") -> None:
+    """Raise one ConfigError listing every problem `spec_problems` finds (`where` names the spec file)."""
+    problems = spec_problems(spec)
+    if problems:
+        raise ConfigError(_listing(problems, where))
 
 
 def default_spec_path() -> Path:
@@ -71,8 +180,16 @@ def default_spec_path() -> Path:
 
 
 def load_spec(path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = ()) -> GridSpec:
-    """Read a spec file (the embedded default when `path` is None) and apply `key=value` overrides."""
-    return load(GridSpec, path if path is not None else default_spec_path(), overrides)
+    """Read a spec file (the embedded default when `path` is None) and apply `key=value` overrides.
+
+    Raises:
+        ConfigError: listing every problem of the spec (syntax, types, names, options) before anything runs.
+    """
+    spec, problems = from_dict_partial(GridSpec, resolve(path if path is not None else default_spec_path(), overrides))
+    problems += spec_problems(spec)
+    if problems:
+        raise ConfigError(_listing(problems, repr(str(path)) if path is not None else ""))
+    return spec
 
 
 # Few-shot pools all splits and draws its own support sets: a label budget does not apply to it.

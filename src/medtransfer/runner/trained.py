@@ -14,7 +14,7 @@ from torch import nn
 from medtransfer import data as mdata
 from medtransfer.config import home
 from medtransfer.data.splits import label_subset
-from medtransfer.errors import DataError
+from medtransfer.errors import ConfigError, DataError
 from medtransfer.protocols.base import ClassificationResult
 
 # The protocols that train a model on images instead of reading cached features.
@@ -24,6 +24,18 @@ TRAINED_PROTOCOLS = ("finetune",)
 def checkpoint_dir(protocol: str, cell_id: str) -> Path:
     """Where a trained cell keeps ``last.ckpt`` while it runs (keyed by the cell's config hash)."""
     return home() / "runs" / protocol / cell_id
+
+
+def check_trained_options(protocol: str, options: dict[str, Any]) -> None:
+    """Raise ConfigError when `options` are not `finetune` settings (a preset, ``search``, FinetuneConfig fields)."""
+    from medtransfer.protocols.finetune import resolve_config
+
+    opts = dict(options)
+    preset, g = opts.pop("preset", "medmnist"), opts.pop("search", None)
+    if g is not None and (isinstance(g, bool) or not isinstance(g, int) or g < 1):
+        raise ConfigError(f"The 'search' option of {protocol} must be an int in the range [1, inf) (the grid "
+                          f"size g). Got {g!r} instead.")
+    resolve_config(preset, **opts)
 
 
 def run_trained(protocol: str, model: nn.Module, dataset: str, *, seed: int, fraction: float | None = None,
