@@ -59,7 +59,7 @@ def test_data_root_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 
 def test_check_options_without_loading(tmp_path: Path) -> None:
-    from medtransfer.data.base import check_options
+    from medtransfer.data.sources import check_options
 
     check_options("phantom-binary-32", {"n": 10, "lesion_contrast": 0.2})
     check_options("breastmnist", {"download": False})

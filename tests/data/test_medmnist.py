@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from medtransfer import _download
-from medtransfer.data.base import DATASETS, load
+from medtransfer.data.base import DATASETS
 from medtransfer.data.medmnist import INFO, load_medmnist, medmnist_card
+from medtransfer.data.sources import load
 from medtransfer.errors import ChecksumError, ConfigError, DataError, DownloadError
 
 N = {"train": 6, "val": 2, "test": 3}

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medtransfer.data.base import load
 from medtransfer.data.folder import FolderDataset
 from medtransfer.data.mednist import MEDNIST_CARD, MEDNIST_LABELS, MEDNIST_URL, unpack_subset
+from medtransfer.data.sources import load
 from medtransfer.errors import DataError
 
 CLASSES = ("CXR", "AbdomenCT", "Hand")  # not in MEDNIST_LABELS order: labels must be remapped to the card's

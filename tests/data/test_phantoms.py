@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from medtransfer.data.base import DATASETS, load
+from medtransfer.data.base import DATASETS
 from medtransfer.data.phantoms import (
     DEFAULT_N,
     MASK_LABELS,
@@ -16,6 +16,7 @@ from medtransfer.data.phantoms import (
     draw_labels,
     generate,
 )
+from medtransfer.data.sources import load
 from medtransfer.errors import ConfigError, DataError, UnknownNameError
 
 TASKS = ("binary", "organ", "grade")
@@ -128,8 +129,29 @@ def test_lesion_polarity_sets_the_sign_of_the_contrast() -> None:
 
 # --- datasets, cards, registry --------------------------------------------------------------------
 
+SEG_2D = [f"phantom-seg-{t}{s}" for t in ("organs", "lesion") for s in ("", "-28", "-32", "-64", "-128")]
+SEG_3D = [f"phantom3d-seg-{t}{s}" for t in ("organs", "lesion") for s in ("", "-28", "-32", "-64")]
+
+
 def test_registry_holds_every_phantom_name() -> None:
-    assert set(DATASETS.names("phantom*")) == set(NAMES_2D + NAMES_3D)
+    assert set(DATASETS.names("phantom*")) == set(NAMES_2D + NAMES_3D + SEG_2D + SEG_3D)
+
+
+@pytest.mark.parametrize("name", ["phantom-seg-organs-32", "phantom3d-seg-organs-28"])
+def test_segmentation_phantoms_map_the_rendered_masks(name: str) -> None:
+    # the same scenes as the 'organ' task: organs 2, 3, 4 -> 1, 2, 3; the lesion (5) joins its host organ
+    seg = load(name, "train", n=6)
+    raw = load(name.replace("-seg-organs", "-organ"), "train", n=6)
+    images, masks = seg.pairs(np.arange(6))
+    raw_images, raw_masks = raw.pairs(np.arange(6))
+    np.testing.assert_array_equal(images, raw_images)
+    host = raw.labels.reshape((-1,) + (1,) * (raw_masks.ndim - 1))
+    expected = np.where(raw_masks == 5, host + 1, np.where(raw_masks >= 2, raw_masks.astype(int) - 1, 0))
+    np.testing.assert_array_equal(masks, expected)
+    assert seg.card.task == "segmentation" and seg.card.label_names[0] == "background"
+    lesion = load(name.replace("organs", "lesion"), "train", n=6)
+    np.testing.assert_array_equal(lesion.masks(np.arange(6)), (raw_masks == 5).astype(int))
+    assert (raw_masks == 5).any(axis=tuple(range(1, raw_masks.ndim))).all()  # a lesion in every image
 
 
 @pytest.mark.parametrize("name", NAMES_2D + NAMES_3D)

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from medtransfer.data import medmnist, mednist, phantoms  # noqa: F401  (registers their datasets)
-from medtransfer.data.base import (
-    DATASETS,
-    ArrayDataset,
-    DatasetCard,
-    DatasetEntry,
-    ImageDataset,
-    default_data_root,
-    get_card,
-    is_user_path,
-    load,
-)
+from medtransfer.data import drive, medmnist, mednist, montgomery, phantoms, siim  # noqa: F401  (registers them)
+from medtransfer.data.base import DATASETS, ArrayDataset, DatasetCard, DatasetEntry, ImageDataset, default_data_root
 from medtransfer.data.folder import FolderDataset, folder_card, folder_dataset
 from medtransfer.data.mednist import unpack_subset
+from medtransfer.data.sources import check_options, get_card, is_user_path, load
 
-__all__ = ["DATASETS", "ArrayDataset", "DatasetCard", "DatasetEntry", "FolderDataset", "ImageDataset",
+__all__ = ["DATASETS", "check_options", "ArrayDataset", "DatasetCard", "DatasetEntry", "FolderDataset", "ImageDataset",
            "default_data_root", "folder_card", "folder_dataset", "get_card", "is_user_path", "load", "unpack_subset"]

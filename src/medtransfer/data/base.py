@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from medtransfer.errors import ConfigError, DataError
-from medtransfer.registry import Registry, did_you_mean
-from medtransfer.tasks import METRICS, TASKS, TaskType
+from medtransfer.registry import Registry
+from medtransfer.tasks import METRICS, SEGMENTATION_METRICS, TASKS, TaskType
 
 
 @dataclass(frozen=True)
@@ -58,10 +57,13 @@ class DatasetCard:
             raise ConfigError(f"The 'channels' parameter of {where} must be 1 or 3. Got {self.channels!r}.")
         if len(self.label_names) < (1 if self.task == "multi-label" else 2):
             raise ConfigError(f"{where} needs at least two label names. Got {list(self.label_names)}.")
-        unknown = [m for m in self.metrics if m not in METRICS]
+        allowed = SEGMENTATION_METRICS if self.task == "segmentation" else METRICS
+        unknown = [m for m in self.metrics if m not in allowed]
         if unknown or self.default_metric not in self.metrics:
-            raise ConfigError(f"{where}: metrics must be among {list(METRICS)} and include default_metric "
+            raise ConfigError(f"{where}: metrics must be among {list(allowed)} and include default_metric "
                               f"{self.default_metric!r}. Got {list(self.metrics)}.")
+        if self.task == "segmentation" and not self.has_masks:
+            raise ConfigError(f"{where} is a segmentation dataset and must have has_masks=True.")
 
     @property
     def num_classes(self) -> int:
@@ -96,21 +98,29 @@ class ImageDataset(abc.ABC):
     def fingerprint(self) -> str:
         """A string that changes whenever the content of this split changes (keys the feature cache)."""
 
-    def masks(self, index: np.ndarray) -> np.ndarray:
-        """Segmentation masks at `index`, (B, H, W) or (B, D, H, W) integer labels."""
+    def masks(self, index: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        """Segmentation masks at `index`, (B, H, W) or (B, D, H, W) integer labels (a list where sizes differ)."""
         raise DataError(f"Dataset {self.card.name!r} has no segmentation masks.")
+
+    def fov(self, index: np.ndarray) -> np.ndarray | list[np.ndarray] | None:
+        """Where the masks count, (B, H, W) bool (a field of view, e.g. DRIVE's), or None for everywhere."""
+        return None
+
+    def pairs(self, index: np.ndarray) -> tuple[np.ndarray | list[np.ndarray], np.ndarray | list[np.ndarray]]:
+        """Images and masks at `index`; a source that makes both in one pass (phantoms) overrides this."""
+        return self.images(index), self.masks(index)
 
 
 class ArrayDataset(ImageDataset):
     """A split held as in-memory (or memory-mapped) uint8 arrays."""
 
     def __init__(self, card: DatasetCard, split: str, images: np.ndarray, labels: np.ndarray, *,
-                 fingerprint: str, masks: np.ndarray | None = None) -> None:
+                 fingerprint: str, masks: np.ndarray | None = None, fov: np.ndarray | None = None) -> None:
         if len(images) != len(labels):
             raise DataError(f"Dataset {card.name!r} split {split!r}: {len(images)} images but {len(labels)} labels.")
         super().__init__(card, split, labels)
         self._images = images
-        self._masks = masks
+        self._masks, self._fov = masks, fov
         self._fingerprint = fingerprint
 
     def images(self, index: np.ndarray) -> np.ndarray:
@@ -120,6 +130,9 @@ class ArrayDataset(ImageDataset):
         if self._masks is None:
             return super().masks(index)
         return np.asarray(self._masks[index])
+
+    def fov(self, index: np.ndarray) -> np.ndarray | None:
+        return None if self._fov is None else np.asarray(self._fov[index])
 
     @property
     def fingerprint(self) -> str:
@@ -153,60 +166,3 @@ def default_data_root(explicit: str | os.PathLike[str] | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     return Path("~/.medmnist").expanduser()
-
-
-def is_user_path(name: str) -> bool:
-    """True when `name` is not a registered dataset but a folder or CSV of the user's images."""
-    return name not in DATASETS and (Path(name).expanduser().is_dir() or name.lower().endswith(".csv"))
-
-
-def get_card(name: str) -> DatasetCard:
-    """The card of the registered dataset `name`, or the card built from a user folder / CSV."""
-    if is_user_path(name):
-        from medtransfer.data.folder import folder_card
-
-        return folder_card(name)
-    return DATASETS.get(name).card
-
-
-def check_options(name: str, options: dict[str, Any]) -> None:
-    """Raise ConfigError when `options` are not loader options of the dataset `name` (nothing is read).
-
-    Raises:
-        UnknownNameError: `name` is neither registered nor a folder / CSV.
-        ConfigError: an option the loader does not take, or a value its `check` refuses.
-    """
-    if is_user_path(name):
-        from medtransfer.data.folder import folder_dataset as loader
-
-        params = inspect.signature(loader).parameters
-    else:
-        entry = DATASETS.get(name)
-        if entry.check is not None:
-            entry.check(entry.card, dict(options))
-            return
-        params = inspect.signature(entry.loader).parameters
-    allowed = [p for p, v in params.items() if v.kind == v.KEYWORD_ONLY and p != "data_root"]
-    unknown = [k for k in options if k not in allowed]
-    if unknown:
-        raise ConfigError(f"Dataset {name!r} takes the options {allowed}; got {unknown}."
-                          f"{did_you_mean(unknown[0], allowed)}")
-
-
-def load(name: str, split: str = "train", *, data_root: str | os.PathLike[str] | None = None,
-         **options: Any) -> ImageDataset:
-    """Load one split of a registered dataset.
-
-    Examples:
-        >>> ds = load("phantom-binary", "test")
-        >>> ds.images(np.arange(4)).shape
-        (4, 64, 64, 1)
-    """
-    if is_user_path(name):  # a folder or CSV of the user's images; its splits are known once it is read
-        from medtransfer.data.folder import folder_dataset
-
-        return folder_dataset(name, split, **options)
-    entry = DATASETS.get(name)
-    if split not in entry.card.splits:
-        raise DataError(f"Dataset {name!r} has no split {split!r}; its splits are {list(entry.card.splits)}.")
-    return entry.loader(entry.card, split, data_root=data_root, **options)

@@ -237,7 +237,7 @@ def _to_channels(array: np.ndarray, channels: int) -> np.ndarray:
     return np.asarray(Image.fromarray(array, "RGB").convert("L"))[..., None]
 
 
-def _detect_channels(path: Path) -> int:
+def detect_channels(path: Path) -> int:
     """1 when the image at `path` is grey, else 3 (reads the header only)."""
     if path.suffix.lower() == ".dcm":
         return 3 if _decode(path).ndim == 3 else 1
@@ -261,7 +261,7 @@ def _make_card(source: _Source, names: tuple[str, ...], *, name: str | None,
         name=name or f"folder:{source.path}",
         task="binary" if len(names) == 2 else "multi-class",
         label_names=names,
-        channels=channels or _detect_channels(source.items[0].path),
+        channels=channels or detect_channels(source.items[0].path),
         image_size=None,
         splits=source.splits,
         source=str(source.path),

@@ -27,7 +27,8 @@ import numpy as np
 from medtransfer.errors import ConfigError, DataError, UnknownNameError
 from medtransfer.protocols._ties import TIE, above_half, first_max
 from medtransfer.registry import did_you_mean
-from medtransfer.tasks import METRICS, TASKS
+from medtransfer.tasks import CLASSIFICATION_TASKS as TASKS
+from medtransfer.tasks import METRICS
 
 # Resamples are evaluated in chunks of about this many (resample, sample) pairs: ~8 MB per float64 array,
 # so a 1000-resample bootstrap of a 20k-image test set stays far below a gigabyte.

@@ -11,7 +11,7 @@ from typing import Any
 
 from medtransfer import __version__
 from medtransfer.config import config_hash, from_dict_partial, resolve
-from medtransfer.data.base import is_user_path
+from medtransfer.data.sources import is_user_path
 from medtransfer.errors import ConfigError, MedtransferError
 from medtransfer.features import FEATURES_VERSION
 from medtransfer.runner.pretraining import check_steps, recipe, step_of
@@ -140,7 +140,8 @@ def _option_problems(kind: str, options: dict[str, Any], grid: tuple[str, ...], 
 
 
 def _dataset_problems(spec: GridSpec) -> list[str]:
-    from medtransfer.data.base import DATASETS, check_options
+    from medtransfer.data.base import DATASETS
+    from medtransfer.data.sources import check_options
     from medtransfer.registry import did_you_mean
 
     def known(d: str) -> bool:
