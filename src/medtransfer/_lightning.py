@@ -4,12 +4,16 @@ progress lines for logs and pipes (`ProgressLog`)."""
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 from medtransfer._progress import Ticker, say
 
@@ -17,6 +21,7 @@ from medtransfer._progress import Ticker, say
 NOISE = (".*does not have many workers.*", ".*num_workers.*", ".*resuming from a checkpoint that ended before the "
          "epoch.*", ".*no `val_dataloader`.*", ".*LeafSpec.*", ".*litlogger.*", ".*exists and is not empty.*")
 _ROOTS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning")
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -72,3 +77,75 @@ class ProgressLog(pl.Callback):
     def _metrics(trainer: pl.Trainer) -> str:
         loss = trainer.callback_metrics.get("loss")
         return f"epoch {trainer.current_epoch}" + (f", loss {float(loss):.4f}" if loss is not None else "")
+
+
+class LastCheckpoint(pl.Callback):
+    """Keeps ``<dir>/last.ckpt``: written after every validation (or every `every` steps when there is none).
+
+    Saving after validation, not at the end of the step, keeps that validation in the checkpoint: a resumed run
+    does not redo it and selects among exactly the same candidates. Writes go to a temporary file that replaces
+    the old one, so a kill during a save leaves the previous checkpoint intact.
+    """
+
+    def __init__(self, dirpath: Path, *, every: int | None) -> None:
+        self.path, self.every = Path(dirpath) / "last.ckpt", every
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        trainer.save_checkpoint(tmp)
+        os.replace(tmp, self.path)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._save(trainer)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self.every is not None and trainer.global_step % self.every == 0:
+            self._save(trainer)
+
+
+def _trainer(*, max_steps: int, val_every: int | None, ckpt_dir: Path | None, device: torch.device, bf16: bool,
+             deterministic: bool, progress: bool, callbacks: Sequence[pl.Callback]) -> pl.Trainer:
+    extra = [LastCheckpoint(ckpt_dir, every=None if val_every else 100)] if ckpt_dir is not None else []
+    return pl.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_steps=max_steps, max_epochs=-1,
+        val_check_interval=val_every or max_steps, check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        limit_val_batches=None if val_every else 0, precision="bf16-mixed" if bf16 else "32-true",
+        # on CUDA some backward kernels (adaptive pooling's) have no deterministic version: warn there, don't fail
+        deterministic=("warn" if device.type == "cuda" else True) if deterministic else False, logger=False,
+        enable_checkpointing=False, enable_model_summary=False,
+        enable_progress_bar=progress, callbacks=[*callbacks, *extra])
+
+
+def fit_resumable(module: pl.LightningModule, batches: Any, val_batches: Iterable[Any] | None, *,
+                  val_every: int | None, ckpt_dir: Path | None, device: torch.device, bf16: bool,
+                  deterministic: bool, progress: bool, callbacks: Sequence[pl.Callback]) -> None:
+    """Run (or resume from ``ckpt_dir/last.ckpt``) a step-based Lightning loop; on success the checkpoint is
+    removed. `batches` is an iterable dataset with ``total_steps`` and a ``start_step`` callable it starts from
+    (`protocols._finetune_data.StepBatches`): the batch of step s is a function of the seed and s alone."""
+    last = ckpt_dir / "last.ckpt" if ckpt_dir is not None else None
+    if ckpt_dir is not None:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    # Trainer(deterministic=...) sets torch's process-wide flag already when it is built
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    with quiet_lightning():
+        trainer = _trainer(max_steps=batches.total_steps, val_every=val_every, ckpt_dir=ckpt_dir, device=device,
+                           bf16=bf16, deterministic=deterministic, progress=progress, callbacks=callbacks)
+    batches.start_step = lambda: trainer.global_step  # a resumed trainer stands at its checkpoint's step
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0, pin_memory=device.type == "cuda")
+    val_loader = (torch.utils.data.DataLoader(val_batches, batch_size=None, num_workers=0)  # type: ignore[arg-type]
+                  if val_batches is not None else None)
+    resume = last if last is not None and last.exists() else None
+    if resume is not None:
+        log.info("resuming training from %s", resume)
+    try:
+        with quiet_lightning():
+            trainer.fit(module, train_dataloaders=loader, val_dataloaders=val_loader, ckpt_path=resume)
+    finally:  # Lightning's deterministic mode is process-wide: leave the process as it was for the code after
+        torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
+    if ckpt_dir is not None and last is not None:
+        last.unlink(missing_ok=True)
+        if not any(ckpt_dir.iterdir()):
+            shutil.rmtree(ckpt_dir, ignore_errors=True)

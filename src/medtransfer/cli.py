@@ -212,7 +212,7 @@ def _result_table(result: ClassificationResult, title: str) -> Table:
 
 @app.command("eval")
 def eval_(args: Annotated[list[str], typer.Argument(
-              help="PROTOCOL (linear, knn, fewshot, finetune), then key=value options (e.g. C_grid=[0.1,1], epochs=2)",
+              help="PROTOCOL (linear, knn, fewshot, finetune, segment), then key=value options (e.g. epochs=2)",
               show_default=False)],
           model: Annotated[str, typer.Option(help="model name")],
           dataset: Annotated[str, typer.Option(help="dataset name, or a folder / CSV of your images")],
@@ -236,9 +236,12 @@ def eval_(args: Annotated[list[str], typer.Argument(
     protocol, *overrides = args
     model = _user_checkpoint(model, arch, fmt, trust)
     options = parse_overrides(overrides) | ({"preset": preset} if preset else {}) | ({"init": init} if init else {})
+    figures = None
+    if protocol == "segment":  # overlays of predicted vs true masks of the first test images
+        figures = Path("runs") / "figures" / f"segment-{Path(model).name}-{Path(dataset).name}-seed{seed}.png"
     if protocol in TRAINED_PROTOCOLS:  # trains on images: no features
         result = run_cli_trained(protocol, model, dataset, seed=seed, fraction=fraction, per_class=per_class,
-                                 options=options, data_root=data_root, progress=_bars(as_json))
+                                 options=options, data_root=data_root, progress=_bars(as_json), figures=figures)
     else:
         if init is not None:
             raise ConfigError(f"--init applies to trained protocols ({', '.join(TRAINED_PROTOCOLS)}); "
@@ -247,10 +250,13 @@ def eval_(args: Annotated[list[str], typer.Argument(
                               batch_size=batch_size, bf16=bf16, input_size=input_size, data_root=data_root,
                               progress=_bars(as_json))
     if as_json:
-        print(json.dumps({"model": model, "dataset": dataset} | result.to_dict(), default=float))
+        extra = {"figures": str(figures)} if figures is not None else {}
+        print(json.dumps({"model": model, "dataset": dataset} | result.to_dict() | extra, default=float))
         return
     console.print(_result_table(result, f"{protocol}: {model} on {dataset} (n_train={result.n_train})"))
     console.print(f"chosen: {result.chosen}")
+    if figures is not None:
+        console.print(f"overlays (image | true | predicted masks): {figures}")
 
 
 def _eval_frozen(protocol: str, model: str, dataset: str, options: dict, *, seed: int, fraction: float | None,

@@ -76,3 +76,21 @@ def test_a_model_or_dataset_without_a_partner_of_its_dims_is_an_error() -> None:
     lone_dataset = load_spec(None, ["models=[test-cnn]", "datasets=[phantom3d-binary-28, phantom-binary-32]"])
     with pytest.raises(ConfigError, match=r"dataset phantom3d-binary-28 \(3D\) has no partner.*resnet18-3d-small"):
         expand(lone_dataset, precision="fp32")
+
+
+def test_protocols_pair_with_datasets_of_their_kind() -> None:
+    from medtransfer.runner.spec import protocol_mismatches
+
+    spec = load_spec(None, ["models=[test-cnn]", "datasets=[phantom-seg-organs-28, phantom-binary-28]",
+                            "protocols=[segment, knn]"])
+    assert {(c.protocol, c.dataset) for c in expand(spec, precision="fp32")} == {
+        ("segment", "phantom-seg-organs-28"), ("knn", "phantom-binary-28")}
+    assert protocol_mismatches(spec) == ["segment x phantom-binary-28 (classification)",
+                                         "knn x phantom-seg-organs-28 (segmentation)"]
+    with pytest.raises(ConfigError, match="protocol 'segment' has no dataset of its kind in the grid"):
+        load_spec(None, ["models=[test-cnn]", "datasets=[phantom-binary-28]", "protocols=[segment]"])
+    with pytest.raises(ConfigError, match="'drive' is a segmentation dataset and no protocol of the grid segments"):
+        load_spec(None, ["models=[test-cnn]", "datasets=[drive, phantom-binary-28]", "protocols=[linear]"])
+    with pytest.raises(ConfigError, match=r"protocol_options of 'segment': .*Unknown key 'epoch'"):
+        load_spec(None, ["models=[test-cnn]", "datasets=[drive]", "protocols=[segment]",
+                         "protocol_options={segment: {epoch: 3}}"])

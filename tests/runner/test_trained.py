@@ -96,3 +96,40 @@ def test_a_dataset_without_a_test_split_is_named(tmp_path: Path) -> None:
                 Image.new("L", (8, 8), 40 * k).save(tmp_path / "imgs" / split / label / f"{k}.png")
     with pytest.raises(DataError, match="has no test split"):
         run_trained("finetune", models.create("test-cnn"), str(tmp_path / "imgs"), seed=0, options={"steps": 1})
+
+
+def test_segment_cells_in_a_mixed_grid_with_budgets_and_overlays(tmp_path: Path) -> None:
+    # one spec, a segmentation and a classification phantom: segment runs on the first only, linear on the second
+    f = tmp_path / "spec.yaml"
+    f.write_text("name: s\nmodels: [test-cnn]\ndatasets: [phantom-seg-lesion-28, phantom-binary-28]\n"
+                 "protocols: [segment, linear]\nfractions: [0.5, 1.0]\n"
+                 "dataset_options: {phantom-seg-lesion-28: {n: 24}, phantom-binary-28: {n: 40}}\n"
+                 "protocol_options: {segment: {steps: 2, batch_size: 4, n_boot: 10}, linear: {n_boot: 10}}\n")
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        summary = run_grid(load_spec(f), store)
+        cells = store.cells(status="done")
+        rows = store.results()
+    assert summary.failed == [] and summary.done == 4
+    assert {(c["protocol"], c["dataset"]) for c in cells} == {("segment", "phantom-seg-lesion-28"),
+                                                              ("linear", "phantom-binary-28")}
+    seg = {c["fraction"]: c for c in cells if c["protocol"] == "segment"}
+    assert seg[0.5]["extra"]["n_train"] < seg[1.0]["extra"]["n_train"]  # the label budget takes fewer images
+    assert {r["metric"] for r in rows if r["protocol"] == "segment"} == {"dice", "iou", "dice/lesion", "iou/lesion"}
+    figures = sorted((tmp_path / "r-figures").glob("*-segment.png"))
+    assert [p.name for p in figures] == sorted(f"{c['cell_id']}-segment.png" for c in seg.values())
+
+
+def test_cli_eval_segment_json_holds_dice_iou_their_cis_and_the_figure(tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from medtransfer.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(app, ["eval", "segment", "--model", "test-cnn", "--dataset", "phantom-seg-organs-28",
+                                   "steps=2", "batch_size=4", "n_boot=10", "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output.strip().splitlines()[-1])
+    assert {"dice", "iou"} <= set(result["metrics"]) and {"dice", "iou"} <= set(result["ci"])
+    assert (tmp_path / result["figures"]).is_file()

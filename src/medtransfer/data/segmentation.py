@@ -49,8 +49,8 @@ def binary_mask(path: Path) -> np.ndarray:
 
 def check_values(mask: np.ndarray, n_classes: int, where: str) -> np.ndarray:
     """`mask` as int64 if every value is a class 0..n_classes-1, else an error naming the file and the values."""
-    bad = np.unique(mask[(mask < 0) | (mask >= n_classes)]) if mask.size else []
-    if len(bad):
+    bad: np.ndarray = np.unique(mask[(mask < 0) | (mask >= n_classes)])
+    if bad.size:
         raise DataError(f"The mask {where} holds the value(s) {bad[:10].tolist()}, outside the {n_classes} classes "
                         f"(0..{n_classes - 1}) of its dataset. Fix the mask, or declare more classes.")
     return mask.astype(np.int64)

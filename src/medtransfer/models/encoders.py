@@ -13,6 +13,7 @@ pretraining here) are the encoder's weights, and `check_all_used` proves every b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -28,14 +29,14 @@ class StageInfo:
     dims: int = 2
 
 
-def _resnet_stages(m: nn.Module) -> list[nn.Module]:
+def _resnet_stages(m: Any) -> list[nn.Module]:  # Any: torchvision's and MONAI's attributes
     """torchvision and MONAI ResNets: stem (conv, BN, ReLU), max-pool + layer1, layer2, layer3, layer4."""
     act = m.relu if hasattr(m, "relu") else m.act
     pool = nn.Identity() if getattr(m, "no_max_pool", False) else m.maxpool  # MONAI keeps a max-pool it skips
     return [nn.Sequential(m.conv1, m.bn1, act), nn.Sequential(pool, m.layer1), m.layer2, m.layer3, m.layer4]
 
 
-def _densenet_stages(m: nn.Module) -> list[nn.Module]:
+def _densenet_stages(m: Any) -> list[nn.Module]:
     """DenseNet-121 (``features``): stem, then each dense block with the transition before it; the last one
     ends with norm5 + ReLU, as the pooled features do."""
     f = m.features
@@ -54,7 +55,7 @@ def _split_at(layers: list[nn.Module], kinds: tuple[type[nn.Module], ...]) -> li
     return [nn.Sequential(*s) for s in stages]
 
 
-def _body_stages(m: nn.Module) -> list[nn.Module]:
+def _body_stages(m: Any) -> list[nn.Module]:
     """SmallCNN, TinyCNN and the 3D U-Net encoder: their ``body`` without the global pooling and flatten."""
     layers = [layer for layer in m.body if not isinstance(layer, (nn.Flatten, nn.AdaptiveAvgPool2d,
                                                                   nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool3d))]
@@ -67,7 +68,7 @@ def _body_stages(m: nn.Module) -> list[nn.Module]:
     return _split_at(layers, convs)
 
 
-def _stages(model: nn.Module) -> list[nn.Module]:
+def _stages(model: Any) -> list[nn.Module]:
     arch = getattr(getattr(model, "card", None), "arch", type(model).__name__)
     if hasattr(model, "layer4") and hasattr(model, "conv1"):
         if isinstance(getattr(model.conv1, "padding", None), str) or type(model.conv1).__name__ == "Conv2dSame":

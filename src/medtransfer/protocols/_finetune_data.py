@@ -32,6 +32,15 @@ class SubsetDataset(ImageDataset):
     def images(self, index: np.ndarray) -> np.ndarray | list[np.ndarray]:
         return self.parent.images(self.index[np.asarray(index)])
 
+    def masks(self, index: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        return self.parent.masks(self.index[np.asarray(index)])
+
+    def fov(self, index: np.ndarray) -> np.ndarray | list[np.ndarray] | None:
+        return self.parent.fov(self.index[np.asarray(index)])
+
+    def pairs(self, index: np.ndarray) -> tuple[np.ndarray | list[np.ndarray], np.ndarray | list[np.ndarray]]:
+        return self.parent.pairs(self.index[np.asarray(index)])
+
     @property
     def fingerprint(self) -> str:
         return self.parent.fingerprint + ":" + hashlib.sha256(self.index.tobytes()).hexdigest()[:16]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -170,29 +168,3 @@ class FinetuneModule(pl.LightningModule):
                                 "Delete its folder or pass another checkpoint_dir.")
         self.best_state_, self.best_score_ = state["best_state"], state["best_score"]
         self.best_step_, self.bad_evals_, self.history_ = state["best_step"], state["bad_evals"], state["history"]
-
-
-class LastCheckpoint(pl.Callback):
-    """Keeps ``<dir>/last.ckpt``: written after every validation (or every `every` steps when there is none).
-
-    Saving after validation, not at the end of the step, keeps that validation in the checkpoint: a resumed run
-    does not redo it and selects among exactly the same candidates. Writes go to a temporary file that replaces
-    the old one, so a kill during a save leaves the previous checkpoint intact.
-    """
-
-    def __init__(self, dirpath: Path, *, every: int | None) -> None:
-        self.path, self.every = Path(dirpath) / "last.ckpt", every
-
-    def _save(self, trainer: pl.Trainer) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        trainer.save_checkpoint(tmp)
-        os.replace(tmp, self.path)
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._save(trainer)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        if self.every is not None and trainer.global_step % self.every == 0:
-            self._save(trainer)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from medtransfer._lightning import ProgressLog, quiet_lightning
+from medtransfer._lightning import ProgressLog, fit_resumable
 from medtransfer.config import config_hash, from_dict
 from medtransfer.data.base import ImageDataset
 from medtransfer.errors import ConfigError, DataError
@@ -43,7 +42,7 @@ from medtransfer.features import default_device, volume_batch_size
 from medtransfer.models.factory import build, card_of
 from medtransfer.protocols._augment import AUGMENTATIONS
 from medtransfer.protocols._finetune_data import EvalBatches, StepBatches, holdout, labels_of
-from medtransfer.protocols._finetune_module import FinetuneModule, LastCheckpoint, probabilities
+from medtransfer.protocols._finetune_module import FinetuneModule, probabilities
 from medtransfer.protocols.base import ClassificationResult, default_metrics
 from medtransfer.protocols.metrics import evaluate
 from medtransfer.registry import did_you_mean
@@ -202,19 +201,6 @@ def _check_val_classes(train: ImageDataset, val: ImageDataset, cfg: FinetuneConf
                         f"larger label budget or val split, or select_metric=accuracy.")
 
 
-def _trainer(cfg: FinetuneConfig, device: torch.device, *, max_steps: int, val_every: int | None,
-             ckpt_dir: Path | None, progress: bool, callbacks: Sequence[pl.Callback]) -> pl.Trainer:
-    extra = [LastCheckpoint(ckpt_dir, every=None if val_every else 100)] if ckpt_dir is not None else []
-    return pl.Trainer(
-        accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_steps=max_steps, max_epochs=-1,
-        val_check_interval=val_every or max_steps, check_val_every_n_epoch=None, num_sanity_val_steps=0,
-        limit_val_batches=None if val_every else 0, precision="bf16-mixed" if cfg.bf16 else "32-true",
-        # on CUDA some backward kernels (adaptive pooling's) have no deterministic version: warn there, don't fail
-        deterministic=("warn" if device.type == "cuda" else True) if cfg.deterministic else False, logger=False,
-        enable_checkpointing=False, enable_model_summary=False,
-        enable_progress_bar=progress, callbacks=[*callbacks, *extra])
-
-
 class Finetuner:
     """Finetune a backbone + linear head (sklearn style: `fit` returns self, learned state ends in ``_``).
 
@@ -340,30 +326,6 @@ def _fit(module: FinetuneModule, batches: StepBatches, val: ImageDataset | None,
     """Run (or resume) the Lightning loop; on success the checkpoint folder's `last.ckpt` is removed."""
     if len(batches.ds) < 2:
         raise DataError(f"Finetuning needs at least 2 training images; got {len(batches.ds)}.")
-    last = ckpt_dir / "last.ckpt" if ckpt_dir is not None else None
-    if ckpt_dir is not None:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-    # Trainer(deterministic=...) sets torch's process-wide flag already when it is built
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    with quiet_lightning():
-        trainer = _trainer(cfg, device, max_steps=batches.total_steps, val_every=val_every, ckpt_dir=ckpt_dir,
-                           progress=progress, callbacks=callbacks)
-    batches.start_step = lambda: trainer.global_step  # a resumed trainer stands at its checkpoint's step
-    loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0, pin_memory=device.type == "cuda")
-    val_loader = None
-    if val is not None:
-        val_loader = torch.utils.data.DataLoader(EvalBatches(val, module.contract, _eval_batch_size(cfg, val)),
-                                                 batch_size=None, num_workers=0)
-    resume = last if last is not None and last.exists() else None
-    if resume is not None:
-        log.info("resuming finetuning from %s", resume)
-    try:
-        with quiet_lightning():
-            trainer.fit(module, train_dataloaders=loader, val_dataloaders=val_loader, ckpt_path=resume)
-    finally:  # Lightning's deterministic mode is process-wide: leave the process as it was for the code after
-        torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
-    if ckpt_dir is not None and last is not None:
-        last.unlink(missing_ok=True)
-        if not any(ckpt_dir.iterdir()):
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
+    val_batches = EvalBatches(val, module.contract, _eval_batch_size(cfg, val)) if val is not None else None
+    fit_resumable(module, batches, val_batches, val_every=val_every, ckpt_dir=ckpt_dir, device=device,
+                  bf16=cfg.bf16, deterministic=cfg.deterministic, progress=progress, callbacks=callbacks)

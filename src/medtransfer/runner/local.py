@@ -18,7 +18,7 @@ from medtransfer.features import FeatureSet, default_device, extract, use_bf16
 from medtransfer.models import create, weights_sha256
 from medtransfer.protocols import PROTOCOLS, ClassificationResult, Features
 from medtransfer.runner.pretraining import model_source, run_pretraining, with_folders
-from medtransfer.runner.spec import GridSpec, check_spec, expand, mismatched_pairs
+from medtransfer.runner.spec import GridSpec, check_spec, expand, mismatched_pairs, protocol_mismatches
 from medtransfer.runner.store import Cell, ResultRow, ResultStore
 from medtransfer.runner.trained import TRAINED_PROTOCOLS, run_trained
 
@@ -107,6 +107,14 @@ def _fail(store: ResultStore, cells: list[Cell], error: BaseException, summary: 
         summary.failed.append(message)
 
 
+def figure_path(store: ResultStore, cell: Cell) -> Path | None:
+    """Where a cell's figure goes, beside the store (``runs/x-figures/<cell_id>-segment.png``); None if it has none."""
+    if cell.protocol != "segment":
+        return None
+    path = Path(store.path)
+    return path.parent / f"{path.stem}-figures" / f"{cell.cell_id}-{cell.protocol}.png"
+
+
 def _run_trained_cells(spec: GridSpec, store: ResultStore, cells: list[Cell],
                        built: tuple[str | None, nn.Module | None], summary: RunSummary, *,
                        progress: bool) -> tuple[str | None, nn.Module | None]:
@@ -120,7 +128,7 @@ def _run_trained_cells(spec: GridSpec, store: ResultStore, cells: list[Cell],
             result = run_trained(cell.protocol, built[1], cell.dataset, seed=cell.seed, fraction=cell.fraction,
                                  options=cell.config["protocol_options"], data_root=spec.data_root,
                                  dataset_options=spec.dataset_options.get(cell.dataset, {}), cell_id=cell.cell_id,
-                                 progress=progress)
+                                 progress=progress, figures=figure_path(store, cell))
         except Exception as e:  # noqa: BLE001 - recorded in the store with its traceback
             _fail(store, [cell], e, summary)
             continue
@@ -146,6 +154,8 @@ def run_grid(spec: GridSpec, store: ResultStore, *, force: bool = False, progres
     cells = expand(spec, precision=precision)
     if mismatched := mismatched_pairs(spec):
         log.warning("Not run, the model and dataset dims differ: %s", "; ".join(mismatched))
+    if mismatched := protocol_mismatches(spec):
+        log.warning("Not run, the protocol does not fit the dataset's task: %s", "; ".join(mismatched))
     done = set() if force else store.done_cells()
     summary = RunSummary(total=len(cells), skipped=sum(c.cell_id in done for c in cells))
     say("grid %r: %d cells, %d already in %s", spec.name, summary.total, summary.skipped, store.path)

@@ -1,0 +1,24 @@
+"""Mask overlays: one row per image, the image and the two masks side by side, classes coloured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from medtransfer.runner.figures import mask_overlays
+
+
+def test_overlay_sheet(tmp_path: Path) -> None:
+    image = np.full((10, 12, 1), 100, np.uint8)
+    truth, pred = np.zeros((10, 12), int), np.zeros((10, 12), int)
+    truth[2:5, 2:5], pred[6:9, 6:9] = 1, 2
+    path = mask_overlays(tmp_path / "f" / "o.png", [image, image], [truth, truth], [pred, pred], height=32)
+    sheet = np.asarray(Image.open(path))
+    assert sheet.shape[0] == 64 and sheet.shape[2] == 3
+    panel = sheet[:32]
+    assert (panel[..., 2] > panel[..., 0] + 30).any()  # class 1 blue (truth panel)
+    assert (panel[..., 1] > panel[..., 2] + 30).any()  # class 2 orange/green (prediction panel)
+    volume = np.full((5, 10, 12, 1), 100, np.uint8)
+    mask_overlays(tmp_path / "v.png", [volume], [np.zeros((5, 10, 12), int)], [np.ones((5, 10, 12), int)])
