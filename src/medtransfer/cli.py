@@ -298,8 +298,11 @@ def pretrain_(method: Annotated[str, typer.Argument(
     rec = res.record
     console.print(f"{method} on {dataset}: {rec['epochs']} epochs, {rec['steps']} steps, final loss "
                   f"{rec['final_loss']:.4f}, {rec['images_per_s']} images/s -> {res.folder}")
+    from medtransfer.data import get_card
+
     root = f" --data-root {data_root}" if data_root else ""
-    console.print(f"use it: medtransfer eval linear --model {res.folder} --dataset {dataset}{root}")
+    protocol = "segment" if get_card(dataset).task == "segmentation" else "linear"
+    console.print(f"use it: medtransfer eval {protocol} --model {res.folder} --dataset {dataset}{root}")
 
 
 def main() -> None:
