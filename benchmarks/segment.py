@@ -10,10 +10,11 @@ Every result goes to ``benchmarks/out/segment-<task>.json`` and is printed as a 
   size and batch, Adam, BCE, fp32, `--steps` steps each: `Segmenter` (Lightning, step-seeded batches,
   augmentation off, validation once at the end, as its loop does it) against a plain ``for`` loop of forward,
   loss, backward, step. The ratio of their images/s is the overhead of the protocol's machinery.
-- ``drive``: a ResNet-18 U-Net (the ``hosseinzadeh2021`` preset: BCE, Adam 1e-3, cosine, batch 32 -> capped at
-  the 16 training images, the reference's augmentations) from random init, and from the encoder of a SimCLR
-  pretraining on DRIVE's 16 unlabelled training images (`medtransfer pretrain simclr`); test Dice inside the FOV
-  with its bootstrap CI, per seed. `--size` and `--epochs` bound the CPU cost (the reference trains at 512 px).
+- ``drive``: a ResNet-18 U-Net (the ``hosseinzadeh2021`` preset: BCE, Adam 1e-3, cosine, the reference's
+  augmentations; `--batch` instead of its 32, which with 16 training images is one step an epoch) from random
+  init, and from the encoder of a SimCLR pretraining on DRIVE's 16 unlabelled training images (`medtransfer
+  pretrain simclr`); test Dice inside the FOV with its bootstrap CI, per seed. `--size` and `--epochs` bound the
+  CPU cost (the reference trains at 512 px).
 - ``phantoms``: ``phantom-seg-organs-32`` (2D, small-cnn) and ``phantom3d-seg-organs-28`` (3D, the 3D U-Net
   encoder) from random init, and from an encoder first trained to classify the host organ of the lesion
   (``phantom-organ`` finetuning), at 10% and 100% of the segmentation training images.
@@ -124,12 +125,13 @@ def drive(args: argparse.Namespace) -> list[dict[str, Any]]:
     for seed in args.seeds:
         for init, source in sources.items():
             start = time.perf_counter()
-            seg = Segmenter("hosseinzadeh2021", seed=seed, size=args.size, epochs=args.epochs, n_boot=1000,
-                            progress=False).fit(models.create(source), splits[0], splits[1])
+            seg = Segmenter("hosseinzadeh2021", seed=seed, size=args.size, epochs=args.epochs, batch_size=args.batch,
+                            n_boot=1000, progress=False).fit(models.create(source), splits[0], splits[1])
             r = seg.score(splits[2])
             rows.append({"init": init, "seed": seed, "dice": r.metrics["dice"], "dice_ci": r.ci["dice"],
                          "iou": r.metrics["iou"], "best_epoch": r.chosen["best_epoch"], "size": args.size,
-                         "epochs": args.epochs, "wall_s": round(time.perf_counter() - start, 1)})
+                         "epochs": args.epochs, "batch": args.batch, "steps": r.chosen["steps"],
+                         "wall_s": round(time.perf_counter() - start, 1)})
             print(json.dumps(rows[-1]), flush=True)
             _save("drive", rows)
     return rows

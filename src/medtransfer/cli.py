@@ -231,14 +231,19 @@ def eval_(args: Annotated[list[str], typer.Argument(
     Frozen protocols read cached features; finetune trains on the images and, run again after a kill, resumes.
     """
     from medtransfer.config import parse_overrides
+    from medtransfer.runner._kinds import check_protocol_fits
     from medtransfer.runner.trained import TRAINED_PROTOCOLS, run_cli_trained
 
     protocol, *overrides = args
+    check_protocol_fits(protocol, dataset)  # before any model is built or image read
     model = _user_checkpoint(model, arch, fmt, trust)
     options = parse_overrides(overrides) | ({"preset": preset} if preset else {}) | ({"init": init} if init else {})
     figures = None
-    if protocol == "segment":  # overlays of predicted vs true masks of the first test images
-        figures = Path("runs") / "figures" / f"segment-{Path(model).name}-{Path(dataset).name}-seed{seed}.png"
+    if protocol == "segment":  # overlays of predicted vs true masks of the first test images, one file per setting
+        from medtransfer.config import config_hash
+
+        key = config_hash({"options": options, "fraction": fraction, "per_class": per_class}, length=8)
+        figures = Path("runs") / "figures" / f"segment-{Path(model).name}-{Path(dataset).name}-seed{seed}-{key}.png"
     if protocol in TRAINED_PROTOCOLS:  # trains on images: no features
         result = run_cli_trained(protocol, model, dataset, seed=seed, fraction=fraction, per_class=per_class,
                                  options=options, data_root=data_root, progress=_bars(as_json), figures=figures)

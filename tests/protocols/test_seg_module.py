@@ -31,8 +31,27 @@ def test_losses() -> None:
         F.binary_cross_entropy_with_logits(logits[:, 0], y.float())), rel=1e-5)
     multi, y3 = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
     assert segmentation_loss(multi, y3, "bce") == pytest.approx(float(F.cross_entropy(multi, y3)))
-    # generalised Dice: weights 1 / volume^2 make a small class count as much as a large one
-    q, onehot = torch.softmax(multi, 1)[:, 1:], F.one_hot(y3, 3).movedim(-1, 1)[:, 1:].float()
-    w = 1 / onehot.sum((0, 2, 3)).clamp_min(1) ** 2
-    gd = 1 - (2 * (w * (q * onehot).sum((0, 2, 3))).sum() + 1) / ((w * (q + onehot).sum((0, 2, 3))).sum() + 1)
-    assert segmentation_loss(multi, y3, "weighted_dice") == pytest.approx(float(gd), rel=1e-5)
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_weighted_dice_equals_monai_generalized_dice(n_out: int) -> None:
+    from monai.losses import GeneralizedDiceLoss
+
+    torch.manual_seed(0)
+    y = torch.zeros(2, 16, 16, dtype=torch.long)
+    y[:, 2:12, 2:12] = 1
+    if n_out == 3:
+        y[0, 5:7, 5:7] = 2  # a small class, in one image only
+    logits = torch.randn(2, n_out, 16, 16)
+    if n_out == 1:  # one sigmoid logit: MONAI's single channel is the foreground
+        ref = GeneralizedDiceLoss(sigmoid=True, batch=True)(logits, y[:, None].float())
+    else:
+        ref = GeneralizedDiceLoss(softmax=True, to_onehot_y=True, include_background=False, batch=True)(
+            logits, y[:, None])
+    assert segmentation_loss(logits, y, "weighted_dice") == pytest.approx(float(ref), rel=1e-4)
+    # and it separates good from bad: all-background is as bad as it gets, a perfect prediction is 0
+    perfect = (y[:, None].float() * 2 - 1) * 50 if n_out == 1 else F.one_hot(y, 3).movedim(-1, 1).float() * 100
+    assert segmentation_loss(perfect, y, "weighted_dice") == pytest.approx(0.0, abs=1e-3)
+    background = torch.full_like(logits, -50.0) if n_out == 1 else F.one_hot(torch.zeros_like(y), 3).movedim(
+        -1, 1).float() * 100
+    assert segmentation_loss(background, y, "weighted_dice") > 0.99

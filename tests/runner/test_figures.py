@@ -20,5 +20,11 @@ def test_overlay_sheet(tmp_path: Path) -> None:
     panel = sheet[:32]
     assert (panel[..., 2] > panel[..., 0] + 30).any()  # class 1 blue (truth panel)
     assert (panel[..., 1] > panel[..., 2] + 30).any()  # class 2 orange/green (prediction panel)
-    volume = np.full((5, 10, 12, 1), 100, np.uint8)
-    mask_overlays(tmp_path / "v.png", [volume], [np.zeros((5, 10, 12), int)], [np.ones((5, 10, 12), int)])
+    volume = np.full((5, 10, 12, 1), 100, np.uint8)  # a volume is drawn by its middle slice
+    truth3d, pred3d = np.zeros((5, 10, 12), int), np.zeros((5, 10, 12), int)
+    pred3d[2] = 1  # only the middle slice predicted
+    path = mask_overlays(tmp_path / "v.png", [volume], [truth3d], [pred3d], height=10)
+    sheet = np.asarray(Image.open(path)).astype(int)
+    third = sheet.shape[1] // 3
+    assert (sheet[:, 2 * third:, 2] > sheet[:, 2 * third:, 0] + 30).any()  # the prediction panel shows it
+    assert not (sheet[:, third:2 * third, 2] > sheet[:, third:2 * third, 0] + 30).any()  # the empty truth does not

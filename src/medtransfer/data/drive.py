@@ -79,7 +79,8 @@ def load_drive(card: DatasetCard, split: str, *, data_root: str | os.PathLike[st
     def field(i: int) -> np.ndarray:
         return binary_mask(fov[i])
 
-    return PairedFiles(card, split, images, mask, fov=field, read_image=lambda p: read_image(p, 3))
+    return PairedFiles(card, split, images, mask, fov=field, read_image=lambda p: read_image(p, 3),
+                       sources=[*manual, *fov])
 
 
 def _check(card: DatasetCard, options: dict[str, Any]) -> None:

@@ -64,7 +64,8 @@ def load_montgomery(card: DatasetCard, split: str, *, data_root: str | os.PathLi
                             f"{right.shape}).")
         return left | right
 
-    return PairedFiles(card, split, images, mask, read_image=lambda p: read_image(p, 1))
+    return PairedFiles(card, split, images, mask, read_image=lambda p: read_image(p, 1),
+                       sources=[m for pair in halves for m in pair])
 
 
 DATASETS.add(CARD.name, DatasetEntry(CARD, load_montgomery))

@@ -7,11 +7,12 @@ Layouts (hidden files skipped; a mask is matched to its image by file stem, ``ca
 
 Images: PNG, JPEG, BMP, TIFF, GIF (DICOM with ``medtransfer[dicom]``). Masks hold integer classes 0..K-1
 (0 background); a 0/255 mask is read as 0/1. ``class_names`` names the classes; without it they are read off
-the masks (``background``, ``class 1`` ...). Volumes (NIfTI, ``.nii``/``.nii.gz``) need nibabel.
+the masks (``background``, ``class 1`` ...), once per folder state. NIfTI volumes are not read yet (a clear error).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,8 +39,8 @@ def _files(folder: Path, extensions: frozenset[str]) -> dict[str, Path]:
         if p.name.startswith(".") or not p.is_file():
             continue
         if p.name.endswith(_NIFTI):
-            raise DataError(f"{str(p)!r} is a NIfTI volume; reading volumes needs nibabel (pip install nibabel), "
-                            "which this installation lacks. Convert the volumes or install it.")
+            raise DataError(f"{str(p)!r} is a NIfTI volume; user segmentation folders of volumes are not supported "
+                            "yet. Use 2D slices (PNG) with their masks, or a registered 3D dataset.")
         if p.suffix.lower() in extensions:
             out[_stem(p)] = p
     return out
@@ -82,7 +83,14 @@ def _class_names(pairs: dict[str | None, list[tuple[str, Path, Path]]], class_na
             raise ConfigError(f"The 'class_names' parameter of a segmentation folder needs the background and at "
                               f"least one class. Got {list(class_names)}.")
         return tuple(class_names)
-    top = max(int(_mask(m).max()) for items in pairs.values() for _, _, m in items)
+    masks = tuple(m for items in pairs.values() for _, _, m in items)
+    return _inferred_classes(masks, tuple(p.stat().st_mtime_ns for p in masks))
+
+
+@functools.lru_cache(maxsize=32)
+def _inferred_classes(masks: tuple[Path, ...], stamp: tuple[int, ...]) -> tuple[str, ...]:
+    """Class names read off the masks' largest value: every mask is decoded once per folder state (`stamp`)."""
+    top = max(int(_mask(m).max()) for m in masks)
     return ("background", *(f"class {k}" for k in range(1, max(top, 1) + 1)))
 
 
@@ -109,4 +117,4 @@ def folder_dataset(path: str | os.PathLike[str], split: str, *, class_names: Seq
     items = pairs.get(split) or [pairs[None][i] for i in seeded_split(len(pairs[None]), split, seed=seed)]
     masks = [m for _, _, m in items]
     return PairedFiles(card, split, [p for _, p, _ in items], lambda i: _mask(masks[i]),
-                       names=[n for n, _, _ in items], read_image=lambda p: read_image(p, card.channels))
+                       names=[n for n, _, _ in items], read_image=lambda p: read_image(p, card.channels), sources=masks)

@@ -69,10 +69,12 @@ class PairedFiles(ImageDataset):
 
     def __init__(self, card: DatasetCard, split: str, images: Sequence[Path], masks: MaskReader, *,
                  read_image: Callable[[Path], np.ndarray], names: Sequence[str] | None = None,
-                 fov: MaskReader | None = None) -> None:
+                 fov: MaskReader | None = None, sources: Sequence[Path] = ()) -> None:
         super().__init__(card, split, np.zeros(len(images), dtype=np.int64))  # no class labels: masks instead
         self.paths, self._mask, self._fov, self._read = list(images), masks, fov, read_image
         self.names = list(names) if names is not None else [p.name for p in self.paths]
+        self.sources = list(sources)  # the mask / CSV files the masks come from (they key the fingerprint too)
+        self._fingerprint: str | None = None
 
     def _image(self, i: int) -> np.ndarray:
         image = self._read(self.paths[i])
@@ -109,8 +111,14 @@ class PairedFiles(ImageDataset):
 
     @property
     def fingerprint(self) -> str:
-        digest = hashlib.sha256("\n".join(str(p) for p in self.paths).encode()).hexdigest()[:16]
-        return f"{self.card.name}:{self.split}:{digest}"
+        """sha256 over the split's image and mask files (path, size, mtime), its split and channels."""
+        if self._fingerprint is None:
+            h = hashlib.sha256(f"{self.card.name}:{self.split}:{self.card.channels}\n".encode())
+            for path in (*self.paths, *self.sources):
+                stat = path.stat()
+                h.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
 
 
 def _stack(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
@@ -120,12 +128,9 @@ def _stack(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
     return arrays
 
 
-def seeded_split(n: int, split: str, *, seed: int, fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
-                 ) -> np.ndarray:
-    """The sorted rows of `split` in a seeded train/val/test split of n samples (at least one row each when
-    n >= 3); the same seed gives the same split on every call and machine."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, round(fractions[1] * n)) if n >= 3 else 0
-    n_test = max(1, round(fractions[2] * n)) if n >= 3 else 0
-    parts = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
-    return np.sort(parts[split])
+def seeded_split(n: int, split: str, *, seed: int) -> np.ndarray:
+    """The sorted rows of `split` in the seeded 70/10/20 train/val/test split of n samples that user class folders
+    get (`folder.stratified_split` with one class): the same seed gives the same split on every machine."""
+    from medtransfer.data.folder import stratified_split
+
+    return np.flatnonzero(stratified_split(np.zeros(n, np.int64), seed=seed) == split)

@@ -95,13 +95,28 @@ def load_siim(card: DatasetCard, split: str, *, data_root: str | os.PathLike[str
     read = lambda p: read_image(p, 1)  # noqa: E731
 
     def mask(i: int) -> np.ndarray:
-        height, width = read(images[i]).shape[:2]
+        height, width = _image_size(images[i])
         out = np.zeros((height, width), dtype=np.uint8)
         for code in codes[names[i]]:
             out |= rle_decode(code, width, height)
         return out
 
-    return PairedFiles(card, split, images, mask, names=names, read_image=read)
+    return PairedFiles(card, split, images, mask, names=names, read_image=read, sources=[root / "train-rle.csv"])
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the file's header: PIL for PNG, pydicom's Rows/Columns for DICOM (no pixel decode)."""
+    if path.suffix.lower() != ".dcm":
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.height, im.width
+    try:
+        import pydicom
+    except ImportError as e:
+        raise DataError(f"Reading the DICOM file {str(path)!r} needs pydicom: pip install 'medtransfer[dicom]'.") from e
+    header = pydicom.dcmread(path, stop_before_pixels=True)
+    return int(header.Rows), int(header.Columns)
 
 
 DATASETS.add(CARD.name, DatasetEntry(CARD, load_siim))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -16,10 +16,8 @@ from medtransfer.data.transforms import match_channels, normalize, resize_crop, 
 from medtransfer.errors import TrainingError
 from medtransfer.models.card import InputContract
 from medtransfer.protocols._augment import augment
+from medtransfer.protocols._finetune_config import FinetuneConfig
 from medtransfer.protocols.metrics import metric_value
-
-if TYPE_CHECKING:
-    from medtransfer.protocols.finetune import FinetuneConfig
 
 _STATE_KEY = "medtransfer_finetune"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -16,12 +16,11 @@ from medtransfer.data.transforms import match_channels, normalize, to_tensor
 from medtransfer.errors import TrainingError
 from medtransfer.models.card import InputContract
 from medtransfer.protocols._seg_augment import augment_pairs
-
-if TYPE_CHECKING:
-    from medtransfer.protocols.segmentation import SegmentConfig
+from medtransfer.protocols._seg_config import SegmentConfig
 
 _STATE_KEY = "medtransfer_segment"
-_EPS = 1.0  # soft-Dice smoothing (MONAI's smooth_nr = smooth_dr = 1e-5 per image; 1 over a pooled batch)
+_EPS = 1.0  # soft-Dice smoothing over a pooled batch (MONAI's DiceLoss smooths by 1e-5 per image)
+_GD_EPS = 1e-5  # generalised Dice: its weighted sums are of order 1/volume, so only MONAI's small smoothing works
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -35,8 +34,9 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 def segmentation_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
     """``dice`` (soft Dice of the foreground classes, pooled over the batch), ``bce`` (binary or multi-class
-    cross-entropy), ``dice_bce`` (their sum) or ``weighted_dice`` (generalised Dice, Sudre et al. 2017: class
-    weights 1 / volume^2, as Taleb et al.'s weighted Dice for small structures)."""
+    cross-entropy), ``dice_bce`` (their sum) or ``weighted_dice`` (generalised Dice, Sudre et al. 2017, as MONAI's
+    ``GeneralizedDiceLoss(batch=True)``: class weights 1 / volume^2, a class absent from the batch weighted as the
+    heaviest present one; Taleb et al.'s weighted Dice for small structures)."""
     logits = logits.float()
     n_classes = max(2, logits.shape[1])
     if kind in ("bce", "dice_bce"):
@@ -49,8 +49,10 @@ def segmentation_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch
     axes = [0, *range(2, p.dim())]
     inter, total = (p * onehot).sum(axes), (p + onehot).sum(axes)  # (K - 1,)
     if kind == "weighted_dice":
-        w = 1.0 / onehot.sum(axes).clamp_min(1.0) ** 2
-        return 1 - (2 * (w * inter).sum() + _EPS) / ((w * total).sum() + _EPS)
+        volume = onehot.sum(axes)  # (K - 1,)
+        w = torch.where(volume > 0, 1.0 / volume.clamp_min(1.0) ** 2, torch.zeros_like(volume))
+        w = torch.where(volume > 0, w, w.max())  # MONAI: an absent class gets the largest weight
+        return 1 - (2 * (w * inter).sum() + _GD_EPS) / ((w * total).sum() + _GD_EPS)
     dice = 1 - ((2 * inter + _EPS) / (total + _EPS)).mean()
     return dice + ce if kind == "dice_bce" else dice
 

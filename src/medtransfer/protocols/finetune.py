@@ -25,7 +25,6 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,123 +34,18 @@ import torch
 from torch import nn
 
 from medtransfer._lightning import ProgressLog, fit_resumable
-from medtransfer.config import config_hash, from_dict
+from medtransfer.config import config_hash
 from medtransfer.data.base import ImageDataset
 from medtransfer.errors import ConfigError, DataError
 from medtransfer.features import default_device, volume_batch_size
 from medtransfer.models.factory import build, card_of
-from medtransfer.protocols._augment import AUGMENTATIONS
+from medtransfer.protocols._finetune_config import PRESETS, FinetuneConfig, resolve_config  # noqa: F401
 from medtransfer.protocols._finetune_data import EvalBatches, StepBatches, holdout, labels_of
 from medtransfer.protocols._finetune_module import FinetuneModule, probabilities
 from medtransfer.protocols.base import ClassificationResult, default_metrics
 from medtransfer.protocols.metrics import evaluate
-from medtransfer.registry import did_you_mean
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Everything a finetuning run does. Start from a preset (`PRESETS`) and override fields by name.
-
-    Attributes:
-        optimizer: ``sgd`` (with `momentum`, `nesterov`) or ``adam``.
-        lr, weight_decay: optimiser settings.
-        batch_size: images per step (capped at the training-set size).
-        epochs, steps: the length of training; exactly one is set (a preset's `steps` is dropped when you
-            override `epochs`, and the other way round).
-        schedule: ``cosine`` (per step, to 0), ``multistep`` (x `gamma` at each of `milestones`, given as shares
-            of training so that 0.5 / 0.75 are MedMNIST's epochs 50 / 75 of 100 at any length) or ``constant``.
-        augment: ``none``, ``rrc_flip`` (RandomResizedCrop + horizontal flip) or ``zoom_flip``.
-        warmup_epochs: epochs at the start that train the head alone, the encoder frozen.
-        select_best: validate and keep the weights with the best `select_metric` (else keep the last weights).
-        early_stopping: stop after `patience` validations without improvement; implies `select_best`.
-        val_every: validate every this many steps; None: once per epoch.
-        val_source: ``split`` (the dataset's val split) or ``holdout`` (a stratified `holdout` share of train,
-            as Anton et al.); ``split`` falls back to a hold-out when no val split is given.
-        ordinal_encoding: for ordinal tasks, C - 1 cumulative sigmoid outputs with BCE instead of softmax + CE.
-        init: ``pretrained`` (the model as given) or ``scratch`` (its architecture, re-initialised from `seed`).
-        bf16: bf16 autocast for the forward passes (training and evaluation).
-        deterministic: deterministic algorithms and seeded RNGs (a resumed run then ends with the same weights).
-        n_boot: bootstrap resamples for the test-metric intervals.
-    """
-
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    nesterov: bool = True
-    batch_size: int = 128
-    epochs: int | None = 100
-    steps: int | None = None
-    schedule: str = "multistep"
-    milestones: tuple[float, ...] = (0.5, 0.75)
-    gamma: float = 0.1
-    augment: str = "none"
-    warmup_epochs: int = 0
-    select_best: bool = True
-    select_metric: str = "auc"
-    early_stopping: bool = False
-    patience: int = 3
-    val_every: int | None = None
-    val_source: str = "split"
-    holdout: float = 0.2
-    ordinal_encoding: bool = False
-    init: str = "pretrained"
-    bf16: bool = False
-    deterministic: bool = True
-    n_boot: int = 1000
-
-    def __post_init__(self) -> None:
-        choices = {"optimizer": ("sgd", "adam"), "schedule": ("cosine", "multistep", "constant"),
-                   "augment": AUGMENTATIONS, "select_metric": ("auc", "accuracy", "balanced_accuracy"),
-                   "val_source": ("split", "holdout"), "init": ("pretrained", "scratch")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"The {name!r} parameter of FinetuneConfig must be one of {list(allowed)}. "
-                                  f"Got {getattr(self, name)!r} instead.")
-        if (self.epochs is None) == (self.steps is None):
-            raise ConfigError("FinetuneConfig needs exactly one of 'epochs' and 'steps'. Got epochs="
-                              f"{self.epochs!r}, steps={self.steps!r}.")
-        for name in ("batch_size", "epochs", "steps", "patience", "val_every"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"The {name!r} parameter of FinetuneConfig must be an int in the range [1, inf). "
-                                  f"Got {value!r} instead.")
-        if not 0.0 < self.holdout < 1.0 or self.lr <= 0.0:
-            raise ConfigError(f"FinetuneConfig needs 0 < holdout < 1 and lr > 0. Got holdout={self.holdout!r}, "
-                              f"lr={self.lr!r}.")
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "medmnist": {},  # the FinetuneConfig defaults are MedMNIST v2's protocol
-    "medmnist3d": {"batch_size": 32},  # MedMNIST v2's 3D script: the same protocol at batch 32
-    "anton2022": {"optimizer": "sgd", "lr": 1e-2, "weight_decay": 1e-8, "batch_size": 64, "epochs": None,
-                  "steps": 5000, "schedule": "cosine", "augment": "rrc_flip", "select_best": False,
-                  "select_metric": "accuracy", "val_every": 200, "val_source": "holdout"},
-    "taleb2020": {"lr": 5e-5, "batch_size": 32, "epochs": 20, "warmup_epochs": 3, "schedule": "constant",
-                  "augment": "zoom_flip", "select_best": False, "ordinal_encoding": True},
-}
-
-
-def resolve_config(preset: str = "medmnist", **overrides: Any) -> FinetuneConfig:
-    """A preset with `overrides` applied (strict keys, did-you-mean on a typo).
-
-    Examples:
-        >>> resolve_config("anton2022", early_stopping=True).steps
-        5000
-        >>> resolve_config("anton2022", epochs=2).steps is None
-        True
-    """
-    if preset not in PRESETS:
-        raise ConfigError(f"Unknown finetune preset {preset!r}.{did_you_mean(preset, list(PRESETS))} "
-                          f"Allowed presets: {', '.join(PRESETS)}.")
-    values = dict(PRESETS[preset])
-    if "epochs" in overrides and "steps" not in overrides:
-        values["steps"] = None  # the length the user gave replaces the preset's, whichever unit it has
-    if "steps" in overrides and "epochs" not in overrides:
-        values["epochs"] = None
-    return from_dict(FinetuneConfig, values | overrides, where=f"finetune options (preset {preset!r})")
 
 
 def _scratch(model: nn.Module, seed: int) -> nn.Module:
@@ -244,6 +138,9 @@ class Finetuner:
             task: the train card's task when None.
         """
         cfg, seed = self.cfg, self.seed
+        if train.card.task == "segmentation" and task is None:
+            raise DataError(f"{train.card.name!r} is a segmentation dataset (masks, no class labels); finetune "
+                            "needs class labels. Use the segment protocol.")
         if train.card.dims == 3 and cfg.augment != "none":
             raise ConfigError(f"{train.card.name!r} holds volumes, and the {cfg.augment!r} augmentation of this "
                               f"finetune config is 2D. Use augment='none' for volumes (the medmnist preset does).")

@@ -31,7 +31,8 @@ Distances are computed in chunks of `chunk_size` test rows, so at most a (chunk_
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,11 +80,16 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
                           f"Got {value!r} instead.{hint}")
 
 
-def check_args(k: int, metric: str, weighting: str, temperature: float, chunk_size: int, n_train: int) -> None:
-    """Raise ConfigError in the sklearn form for a bad knn setting (k in [1, n_train])."""
+def check_args(k: int, metric: str, weighting: str, temperature: float, chunk_size: int,
+               n_train: int | None) -> None:
+    """Raise ConfigError in the sklearn form for a bad knn setting (k in [1, n_train]; n_train None: no data yet,
+    k >= 1 only)."""
     _check_choice("metric", metric, METRICS)
     _check_choice("weighting", weighting, WEIGHTINGS)
-    check_int("knn", "k", k, 1, n_train, high_name="n_train",
+    if n_train is None:
+        check_int("knn", "k", k, 1)
+    else:
+        check_int("knn", "k", k, 1, n_train, high_name="n_train",
                   note=f" The train split has n_train = {n_train} samples.")
     check_int("knn", "chunk_size", chunk_size, 1)
     if weighting == "temperature":
@@ -118,6 +124,17 @@ def _float32_cosine_error(d: int) -> float:
     return (2 * d + 8) * 2.0**-24
 
 
+@contextmanager
+def _ieee_float32() -> Iterator[None]:
+    """float32 matmuls at full precision for the block, whatever `torch.set_float32_matmul_precision` says."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 def _norm64(x: torch.Tensor) -> torch.Tensor:
     """float64 L2 norms (N,) of the rows of x (N, D), clamped to 1e-12 as F.normalize; in blocks of rows, which
     is 5x faster than converting all of x to float64 at once."""
@@ -149,7 +166,8 @@ class _CosineSearch:
 
     def __call__(self, query: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         q = torch.tensor(query, dtype=torch.float32)  # (n, D)
-        sim = (q / _norm64(q).float()[:, None]) @ self.bank.T  # (n, N)
+        with _ieee_float32():  # the candidate bound assumes float32 GEMMs, not bf16/TF32 ("medium"/"high")
+            sim = (q / _norm64(q).float()[:, None]) @ self.bank.T  # (n, N)
         n_train, k = sim.shape[1], self.k
         top, idx = sim.topk(min(n_train, k + self._EXTRA), dim=1)  # (n, W) descending
         need = (top >= top[:, k - 1:k] - self.margin).sum(1)  # (n,) candidates of each row within the W

@@ -6,10 +6,10 @@ labels (a bug of the reference scripts) throws away the ranking that AUC measure
 
 - binary: AUC on the positive-class score (the last column); accuracy thresholds that score at ``> 0.5``.
 - multi-class and ordinal: AUC is the mean over classes of the one-vs-rest AUC; accuracy uses the argmax.
+- multi-label: AUC and accuracy (threshold ``> 0.5``) are computed per label and averaged over labels.
 
 Scores equal up to float64 rounding are ties (``protocols/_ties.py``): an arg-max among tied classes takes the
 first, a probability of 0.5 is negative, and tied scores share their AUC rank, on every machine alike.
-- multi-label: AUC and accuracy (threshold ``> 0.5``) are computed per label and averaged over labels.
 
 ``balanced_accuracy`` is the mean recall over the classes present in ``y_true`` (as scikit-learn), and
 ``qw_kappa`` the quadratic-weighted Cohen kappa of the predicted classes.

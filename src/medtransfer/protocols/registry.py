@@ -69,7 +69,7 @@ def check_options(protocol: str, options: Mapping[str, Any]) -> None:
     elif protocol == "knn":
         cfg = from_dict(KNNConfig, opts, where="knn options")
         # the checks knn makes itself, with n_train unknown here
-        check_args(cfg.k, cfg.metric, cfg.weighting, cfg.temperature, cfg.chunk_size, max(cfg.k, 1))
+        check_args(cfg.k, cfg.metric, cfg.weighting, cfg.temperature, cfg.chunk_size, None)
     elif protocol == "fewshot":
         cfg_fs = from_dict(FewShotConfig, opts, where="fewshot options")
         for name in ("n_support", "n_query", "episodes"):

@@ -34,106 +34,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from medtransfer._lightning import ProgressLog, fit_resumable
-from medtransfer.config import config_hash, from_dict
+from medtransfer.config import config_hash
 from medtransfer.data.base import ArrayDataset, ImageDataset
+from medtransfer.data.segmentation import check_values
 from medtransfer.errors import ConfigError, DataError
 from medtransfer.features import default_device, volume_batch_size
 from medtransfer.models.factory import build, card_of
 from medtransfer.protocols._finetune_data import StepBatches, holdout
-from medtransfer.protocols._seg_augment import SEG_AUGMENTATIONS
+from medtransfer.protocols._seg_config import (  # noqa: F401  (the public names of segmentation settings)
+    DATASET_PRESETS,
+    LOSSES,
+    PRESETS,
+    SegmentConfig,
+    resolve_config,
+)
 from medtransfer.protocols._seg_module import SegmentModule, probabilities
 from medtransfer.protocols._unet import build_unet
 from medtransfer.protocols.base import ClassificationResult
 from medtransfer.protocols.seg_metrics import confusion_counts, summarise
-from medtransfer.registry import did_you_mean
 
-LOSSES = ("dice", "bce", "dice_bce", "weighted_dice")
 _PRELOAD_BYTES = 2 * 2**30  # the resized training set is held in memory as uint8 up to this size
-
-
-@dataclass(frozen=True)
-class SegmentConfig:
-    """Everything a segmentation run does. Start from a preset (`PRESETS`) and override fields by name.
-
-    Attributes:
-        size: the side images and masks are resized to for training and prediction (None: as stored; all images
-            must then share one size). Scores are always computed at the stored size.
-        loss: ``dice``, ``bce``, ``dice_bce`` or ``weighted_dice`` (see `_seg_module.segmentation_loss`).
-        encoder: ``trained`` (finetuned with the decoder) or ``frozen`` (its weights and BN statistics fixed).
-        warmup_epochs: epochs at the start with the encoder frozen (Taleb et al.), then it trains.
-        epochs, steps: the length of training; exactly one is set.
-        schedule: ``cosine`` (per step, to 0) or ``constant``.
-        patience: stop after this many validations without a lower validation loss (None: never).
-        val_every: validate every this many steps (None: once per epoch); the weights with the lowest
-            validation loss are the ones scored.
-        holdout: share of train held out for validation when no val split is given.
-        augment: ``none``, ``flip`` or ``hosseinzadeh2021`` (`_seg_augment`).
-        init: ``pretrained`` (the backbone as given) or ``scratch`` (its architecture re-initialised from seed).
-        use_smp: segmentation-models-pytorch's U-Net for resnet18/resnet50/densenet121 (else ours everywhere).
-    """
-
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 8
-    epochs: int | None = 50
-    steps: int | None = None
-    schedule: str = "constant"
-    size: int | None = None
-    loss: str = "dice_bce"
-    encoder: str = "trained"
-    warmup_epochs: int = 0
-    patience: int | None = 10
-    val_every: int | None = None
-    holdout: float = 0.2
-    augment: str = "flip"
-    init: str = "pretrained"
-    use_smp: bool = True
-    bf16: bool = False
-    deterministic: bool = True
-    n_boot: int = 1000
-
-    def __post_init__(self) -> None:
-        choices = {"schedule": ("cosine", "constant"), "loss": LOSSES, "encoder": ("trained", "frozen"),
-                   "augment": SEG_AUGMENTATIONS, "init": ("pretrained", "scratch")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                value = getattr(self, name)
-                raise ConfigError(f"The {name!r} parameter of SegmentConfig must be one of {list(allowed)}. "
-                                  f"Got {value!r} instead.{did_you_mean(str(value), list(allowed))}")
-        if (self.epochs is None) == (self.steps is None):
-            raise ConfigError(f"SegmentConfig needs exactly one of 'epochs' and 'steps'. Got "
-                              f"epochs={self.epochs!r}, steps={self.steps!r}.")
-        for name in ("batch_size", "epochs", "steps", "patience", "val_every", "size"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(f"The {name!r} parameter of SegmentConfig must be an int in the range [1, inf). "
-                                  f"Got {value!r} instead.")
-        if not 0.0 < self.holdout < 1.0 or self.lr <= 0.0 or self.warmup_epochs < 0:
-            raise ConfigError(f"SegmentConfig needs 0 < holdout < 1, lr > 0 and warmup_epochs >= 0. Got holdout="
-                              f"{self.holdout!r}, lr={self.lr!r}, warmup_epochs={self.warmup_epochs!r}.")
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "hosseinzadeh2021": {"batch_size": 32, "epochs": 200, "schedule": "cosine", "patience": 20, "size": 224,
-                         "loss": "dice", "augment": "hosseinzadeh2021"},
-    "taleb2020": {"batch_size": 2, "epochs": 400, "warmup_epochs": 25, "loss": "weighted_dice", "patience": None},
-}
-# Hosseinzadeh Taher et al. train DRIVE with BCE at 512 px (Montgomery and SIIM with Dice at 224)
-DATASET_PRESETS: dict[tuple[str, str], dict[str, Any]] = {("hosseinzadeh2021", "drive"): {"size": 512, "loss": "bce"}}
-
-
-def resolve_config(preset: str = "default", *, dataset: str | None = None, **overrides: Any) -> SegmentConfig:
-    """A preset (with its dataset-specific values for `dataset`) and `overrides`, strict keys."""
-    if preset not in PRESETS:
-        raise ConfigError(f"Unknown segment preset {preset!r}.{did_you_mean(preset, list(PRESETS))} "
-                          f"Allowed presets: {', '.join(PRESETS)}.")
-    values = dict(PRESETS[preset]) | DATASET_PRESETS.get((preset, dataset or ""), {})
-    if "epochs" in overrides and "steps" not in overrides:
-        values["steps"] = None
-    if "steps" in overrides and "epochs" not in overrides:
-        values["epochs"] = None
-    return from_dict(SegmentConfig, values | overrides, where=f"segment options (preset {preset!r})")
 
 
 # ---------------------------------------------------------------- data
@@ -154,29 +74,47 @@ def _as_list(a: np.ndarray | list[np.ndarray]) -> list[np.ndarray]:
 
 
 def _resized_pairs(ds: ImageDataset, index: np.ndarray, size: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images (B, *S, C) and int64 masks (B, *S) of `index`, each resized to `size` (None: as stored)."""
+    """uint8 images (B, *S, C) and uint8 masks (B, *S) of `index`, each resized to `size` (None: as stored)."""
     images, masks = ds.pairs(index)
     out_x, out_y = [], []
     for im, m in zip(_as_list(images), _as_list(masks), strict=True):
         target = m.shape if size is None else (size,) * m.ndim
         x = torch.from_numpy(np.ascontiguousarray(im)).movedim(-1, 0)[None]  # (1, C, ...)
         out_x.append(_resize(x, target, mask=False).round().clamp(0, 255).to(torch.uint8)[0].movedim(0, -1).numpy())
-        out_y.append(_resize(torch.from_numpy(np.asarray(m, np.int64))[None, None], target, mask=True)[0, 0].numpy())
-    if len({a.shape for a in out_x}) > 1:
-        raise DataError(f"The images of {ds.card.name!r} differ in size; segmentation training needs one size. Pass "
-                        "size=<pixels> (e.g. size=224) to resize them.")
+        y = torch.from_numpy(np.asarray(m).astype(np.uint8))[None, None]  # classes < 256 (the card has them)
+        out_y.append(_resize(y, target, mask=True)[0, 0].numpy())
+    _same_size(ds, [a.shape for a in out_x])
     return np.stack(out_x), np.stack(out_y)
 
 
-def preload(ds: ImageDataset, size: int | None, *, chunk: int = 32) -> ArrayDataset:
-    """The split resized to `size` in memory (images uint8, masks int64): decoded once, not at every step."""
+def _same_size(ds: ImageDataset, shapes: list[tuple[int, ...]]) -> None:
+    if len(set(shapes)) > 1:
+        raise DataError(f"The images of {ds.card.name!r} differ in size ({sorted(set(shapes))[:3]} ...); segmentation "
+                        "training needs one size. Pass size=<pixels> (e.g. size=224) to resize them.")
+
+
+def preload(ds: ImageDataset, size: int | None) -> ArrayDataset:
+    """The split resized to `size` in memory (uint8 images and masks): decoded once, not at every step.
+
+    The memory it needs is estimated from the first image before anything else is decoded, so a split too large
+    for memory (SIIM at its stored 1024 px) is refused at once, with the option that fixes it.
+    """
     n = len(ds)
-    parts = [_resized_pairs(ds, np.arange(s, min(s + chunk, n)), size) for s in range(0, n, chunk)]
+    if n == 0:
+        raise DataError(f"The {ds.split!r} split of {ds.card.name!r} is empty; segmentation needs images in it (a "
+                        "folder of fewer than 3 images gets empty val/test splits: add images or split folders).")
+    first_x, first_y = _resized_pairs(ds, np.arange(1), size)
+    per_image = first_x[0].nbytes + first_y[0].nbytes
+    if n * per_image > _PRELOAD_BYTES:
+        at = "its stored size" if size is None else f"{size} px"
+        raise DataError(f"The {ds.split!r} split of {ds.card.name!r} at {at} needs about "
+                        f"{n * per_image / 2**30:.1f} GiB in memory; pass a smaller size= (e.g. size=256).")
+    chunk = max(1, (64 * 2**20) // per_image)  # decode about 64 MiB at a time
+    parts = [(first_x, first_y), *(_resized_pairs(ds, np.arange(s, min(s + chunk, n)), size)
+                                   for s in range(1, n, chunk))]
+    _same_size(ds, [p[0].shape[1:] for p in parts])
     images, masks = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    if images.nbytes > _PRELOAD_BYTES:
-        raise DataError(f"{ds.card.name!r} at size {size} needs {images.nbytes / 2**30:.1f} GiB in memory; pass a "
-                        "smaller size=.")
-    return ArrayDataset(ds.card, ds.split, images, np.zeros(n, np.int64), fingerprint=ds.fingerprint + f":{size}",
+    return ArrayDataset(ds.card, ds.split, images, np.zeros(n, np.int64), fingerprint=f"{ds.fingerprint}:{size}",
                         masks=masks)
 
 
@@ -188,7 +126,7 @@ class SegStepBatches(StepBatches):
         for step in range(self.start_step(), self.total_steps):
             index = self.step_index(step)
             images, masks = self.ds.pairs(index)
-            yield torch.from_numpy(np.asarray(images)), torch.from_numpy(np.asarray(masks))
+            yield torch.from_numpy(np.asarray(images)), torch.from_numpy(np.asarray(masks)).long()
 
 
 @dataclass
@@ -202,7 +140,7 @@ class _ValBatches(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for s in range(0, len(self.ds), self.batch_size):
             images, masks = self.ds.pairs(np.arange(s, min(s + self.batch_size, len(self.ds))))
-            yield torch.from_numpy(np.asarray(images)), torch.from_numpy(np.asarray(masks))
+            yield torch.from_numpy(np.asarray(images)), torch.from_numpy(np.asarray(masks)).long()
 
 
 # ---------------------------------------------------------------- the estimator
@@ -247,8 +185,12 @@ class Segmenter:
         seed, device = self.seed, default_device(self.device)
         if val is None:
             train, val = holdout(train, cfg.holdout, seed)
+        if len(train) < 2:
+            raise DataError(f"Segmentation training needs at least 2 training images; {card.name!r} gives "
+                            f"{len(train)} (after any label budget and validation hold-out).")
         fit_train, fit_val = preload(train, cfg.size), preload(val, cfg.size)
-        batch = volume_batch_size(min(cfg.batch_size, len(fit_train)), fit_train)
+        # at least 2 images a step: BatchNorm cannot train on one image of a 1x1 feature map
+        batch = max(2, volume_batch_size(min(cfg.batch_size, len(fit_train)), fit_train))
         batches = SegStepBatches(fit_train, batch, seed, 0)
         spe = batches.steps_per_epoch
         total = batches.total_steps = cfg.steps if cfg.steps is not None else cfg.epochs * spe  # type: ignore[operator]
@@ -284,30 +226,36 @@ class Segmenter:
         if not hasattr(self, "module_"):
             raise ConfigError("This Segmenter is not fitted yet. Call fit(model, train, val) first.")
         index = np.arange(len(ds)) if index is None else np.asarray(index)
-        return [p for _, p in self._predictions(ds, index)]
+        return [pred for pred, _ in self._predictions(ds, index)]
 
-    def _predictions(self, ds: ImageDataset, index: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    def _predictions(self, ds: ImageDataset, index: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(predicted mask, true mask) of each row of `index`, at the stored size; each file is read once."""
         module, device = self.module_, default_device(self.device)
         module.to(device).eval()
-        step = volume_batch_size(max(1, self.cfg.batch_size), ds)
+        step = max(1, volume_batch_size(self.cfg.batch_size, ds))
         with torch.inference_mode():
             for s in range(0, len(index), step):
-                rows = index[s:s + step]
-                images, _ = _resized_pairs(ds, rows, self.cfg.size)
-                stored = [m.shape for m in _as_list(ds.masks(rows))]
-                logits = module(module.prepare(torch.from_numpy(images).to(device)))
-                for i, (row, shape) in enumerate(zip(rows, stored, strict=True)):
-                    full = _resize(logits[i:i + 1].float(), shape, mask=False)  # logits to the stored size
-                    yield int(row), probabilities(full)[0].argmax(0).cpu().numpy()
+                images, masks = ds.pairs(index[s:s + step])
+                truths = _as_list(masks)
+                side = self.cfg.size
+                x = torch.cat([_resize(torch.from_numpy(np.ascontiguousarray(im)).movedim(-1, 0)[None].float(),
+                                       t.shape if side is None else (side,) * t.ndim, mask=False)
+                               for im, t in zip(_as_list(images), truths, strict=True)])
+                logits = module(module.prepare(x.round().clamp(0, 255).to(torch.uint8).movedim(1, -1).to(device)))
+                for i, truth in enumerate(truths):
+                    full = _resize(logits[i:i + 1].float(), truth.shape, mask=False)  # logits to the stored size
+                    yield probabilities(full)[0].argmax(0).cpu().numpy(), np.asarray(truth)
 
     def score(self, test: ImageDataset) -> ClassificationResult:
         """Dice and IoU (mean and per class) of the selected weights on `test`, with bootstrap intervals."""
-        counts = []
-        for row, pred in self._predictions(test, np.arange(len(test))):
-            truth = np.asarray(_as_list(test.masks(np.array([row])))[0])
-            fov = test.fov(np.array([row]))
-            valid = None if fov is None else np.asarray(_as_list(fov)[0], bool)
-            counts.append(confusion_counts(pred, truth, test.card.num_classes, valid))
+        if len(test) == 0:
+            raise DataError(f"The test split of {test.card.name!r} is empty: nothing to score.")
+        n_classes, rows = test.card.num_classes, np.arange(len(test))
+        fov = test.fov(rows)
+        valid = [None] * len(test) if fov is None else [np.asarray(v, bool) for v in _as_list(fov)]
+        counts = [confusion_counts(pred, check_values(truth, n_classes, f"{i} of {test.card.name!r}"), n_classes,
+                                   valid[i])
+                  for i, (pred, truth) in enumerate(self._predictions(test, rows))]
         scores = summarise(np.stack(counts), test.card.label_names, n_boot=self.cfg.n_boot, seed=self.seed)
         return ClassificationResult(protocol="segment", metrics={k: v[0] for k, v in scores.items()},
                                     ci={k: (v[1], v[2]) for k, v in scores.items()}, chosen=dict(self.chosen_),

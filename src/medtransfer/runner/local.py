@@ -13,7 +13,7 @@ from torch import nn
 from medtransfer import data as mdata
 from medtransfer._progress import say
 from medtransfer.data.splits import label_subset
-from medtransfer.errors import CellError
+from medtransfer.errors import CellError, ConfigError
 from medtransfer.features import FeatureSet, default_device, extract, use_bf16
 from medtransfer.models import create, weights_sha256
 from medtransfer.protocols import PROTOCOLS, ClassificationResult, Features
@@ -71,6 +71,9 @@ def run_protocol(protocol: str, feats: dict[str, FeatureSet], card: mdata.Datase
                  fraction: float | None = None, per_class: int | None = None,
                  options: dict | None = None) -> ClassificationResult:
     """Run one protocol on one pair's features, with an optional label budget on train (val stays whole)."""
+    if card.task == "segmentation":
+        raise ConfigError(f"Dataset {card.name!r} is a segmentation dataset (masks, no class labels): {protocol} "
+                          "needs class labels. Use the segment protocol.")
     splits = {name: Features(fs.x, fs.y) for name, fs in feats.items()}
     if per_class is not None or (fraction is not None and fraction < 1.0):
         keep = label_subset(splits["train"].y, fraction=fraction if per_class is None else None,

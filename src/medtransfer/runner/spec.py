@@ -14,7 +14,8 @@ from medtransfer.config import config_hash, from_dict_partial, resolve
 from medtransfer.data.sources import is_user_path
 from medtransfer.errors import ConfigError, MedtransferError
 from medtransfer.features import FEATURES_VERSION
-from medtransfer.runner.pretraining import check_steps, recipe, step_of
+from medtransfer.runner._kinds import is_segmentation, wrong_kind
+from medtransfer.runner.pretraining import check_steps, recipe, step_config, step_of
 from medtransfer.runner.store import Cell
 
 
@@ -110,8 +111,6 @@ def spec_problems(spec: GridSpec) -> list[str]:
     problems += _protocol_problems(spec)
     if not problems:  # the kinds of known names only
         problems += _kind_problems(spec)
-    from medtransfer.runner.pretraining import step_config
-
     for step in spec.pretrain:
         try:
             step_config(spec, step)
@@ -226,38 +225,22 @@ def _model_dims(spec: GridSpec, model: str) -> int | None:
     return read_model_dir(model)[0].dims if is_model_dir(model) else None
 
 
-def _is_segmentation(dataset: str) -> bool | None:
-    """Whether a dataset holds masks to segment (True) or labels to classify (False); None when unknown."""
-    if is_user_path(dataset):
-        from medtransfer.data.segfolder import is_segmentation_folder
-
-        return is_segmentation_folder(dataset)
-    from medtransfer.data.base import DATASETS
-
-    return DATASETS.get(dataset).card.task == "segmentation" if dataset in DATASETS else None
-
-
-def _wrong_kind(protocol: str, segmentation: bool | None) -> bool:
-    """True when `protocol` cannot run on a dataset of that kind: segment needs masks, the rest class labels."""
-    return segmentation is not None and (protocol == "segment") != segmentation
-
-
 def protocol_mismatches(spec: GridSpec) -> list[str]:
     """The (protocol, dataset) pairs of the grid that are not run: segment on a classification dataset, or a
     classification protocol on a segmentation dataset."""
-    kinds = {d: _is_segmentation(d) for d in spec.datasets}
+    kinds = {d: is_segmentation(d) for d in spec.datasets}
     return [f"{p} x {d} ({'segmentation' if kinds[d] else 'classification'})" for p in spec.protocols
-            for d in spec.datasets if _wrong_kind(p, kinds[d])]
+            for d in spec.datasets if wrong_kind(p, kinds[d])]
 
 
 def _kind_problems(spec: GridSpec) -> list[str]:
-    kinds = {d: _is_segmentation(d) for d in spec.datasets}
+    kinds = {d: is_segmentation(d) for d in spec.datasets}
     problems = [f"protocol {p!r} has no dataset of its kind in the grid: "
                 + ("segment needs a segmentation dataset (drive, phantom-seg-organs, a folder of images/ and masks/)"
                    if p == "segment" else f"{p} needs class labels, and {list(spec.datasets)} are segmentation data")
-                for p in spec.protocols if all(_wrong_kind(p, kinds[d]) for d in spec.datasets)]
+                for p in spec.protocols if all(wrong_kind(p, kinds[d]) for d in spec.datasets)]
     problems += [f"dataset {d!r} is a segmentation dataset and no protocol of the grid segments: add 'segment'"
-                 for d in spec.datasets if kinds[d] and all(_wrong_kind(p, True) for p in spec.protocols)]
+                 for d in spec.datasets if kinds[d] and all(wrong_kind(p, True) for p in spec.protocols)]
     return problems
 
 
@@ -298,11 +281,11 @@ def expand(spec: GridSpec, *, precision: str) -> list[Cell]:
     cells = []
     models, datasets = _dims(spec)
     _mismatches(models, datasets)  # raises when a model or a dataset has no partner of its dims
-    kinds = {d: _is_segmentation(d) for d in spec.datasets}
+    kinds = {d: is_segmentation(d) for d in spec.datasets}
     grid = itertools.product(spec.models, spec.datasets, spec.protocols, spec.fractions, spec.seeds)
     for model, dataset, protocol, fraction, seed in grid:
         if (protocol in _NO_BUDGET and fraction != 1.0) or _clash(models[model], datasets[dataset]) \
-                or _wrong_kind(protocol, kinds[dataset]):
+                or wrong_kind(protocol, kinds[dataset]):
             continue
         config = {
             "model": model, "dataset": _dataset_key(dataset), "protocol": protocol, "seed": seed,

@@ -66,7 +66,9 @@ def run_trained(protocol: str, model: nn.Module, dataset: str, *, seed: int, fra
     """
     from medtransfer.protocols._finetune_data import SubsetDataset, labels_of
     from medtransfer.protocols.finetune import finetune  # imports Lightning: only when a trained cell runs
+    from medtransfer.runner._kinds import check_protocol_fits
 
+    check_protocol_fits(protocol, dataset)
     opts = dict(options or {})
     card = mdata.get_card(dataset)
     splits = {s: mdata.load(dataset, s, data_root=data_root, **(dataset_options or {}))

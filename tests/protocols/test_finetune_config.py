@@ -1,0 +1,19 @@
+"""FinetuneConfig presets, resolved as `finetune` resolves them."""
+
+from __future__ import annotations
+
+import pytest
+
+from medtransfer.errors import ConfigError
+from medtransfer.protocols import finetune
+from medtransfer.protocols._finetune_config import PRESETS, FinetuneConfig, resolve_config
+
+
+def test_presets() -> None:
+    assert resolve_config("medmnist") == FinetuneConfig() and finetune.resolve_config is resolve_config
+    anton = resolve_config("anton2022")
+    assert (anton.optimizer, anton.steps, anton.epochs) == ("sgd", 5000, None)
+    assert resolve_config("anton2022", epochs=2).steps is None
+    assert set(PRESETS) == {"medmnist", "medmnist3d", "anton2022", "taleb2020"}
+    with pytest.raises(ConfigError, match="Unknown finetune preset 'anton'"):
+        resolve_config("anton")
