@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # phantoms imports this module; the config is needed for annotations only
-    from medtransfer.data.phantoms import PhantomConfig
+from medtransfer.data._phantom_config import PhantomConfig
 
 # Anatomy in the body frame, axes (z, y, x); 2D uses (y, x). Organ centres and half-axes are in units of the
 # body's half-axes, so organs keep their place when the body is jittered. Checked by Monte Carlo under +-15%
