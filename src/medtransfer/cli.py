@@ -277,6 +277,51 @@ def _eval_frozen(protocol: str, model: str, dataset: str, options: dict, *, seed
     return run_protocol(protocol, feats, card, seed=seed, fraction=fraction, per_class=per_class, options=options)
 
 
+@app.command("analyze")
+def analyze(args: Annotated[list[str], typer.Argument(
+                help="ANALYSIS (saliency, invariance, inversion, embedding), then key=value options "
+                     "(e.g. n_images=4 stride=2, transforms=[rotation,h_flip], method=tsne)", show_default=False)],
+            model: Annotated[str, typer.Option(help="model name, or a model folder / checkpoint")],
+            dataset: Annotated[str, typer.Option(help="dataset name, or a folder / CSV of your images")],
+            data_root: DataRoot = None, seed: int = 0, batch_size: int = 128,
+            preset: Annotated[str | None, typer.Option(help="saliency preset: default or anton2022")] = None,
+            out: Annotated[Path, typer.Option(help="folder for the pictures and the JSON")] = Path("runs/analysis"),
+            arch: ArchOpt = None, fmt: FormatOpt = None, trust: TrustOpt = False,
+            as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False) -> None:
+    """Why a model transfers: occlusion saliency, invariance to transforms, feature inversion, embeddings.
+
+    Numbers are printed (and written as JSON); pictures go to --out.
+    """
+    from medtransfer.config import config_hash, parse_overrides
+    from medtransfer.models import create
+    from medtransfer.runner.analyses import resolve_options, run_analysis
+
+    name, *overrides = args
+    options = parse_overrides(overrides) | ({"preset": preset} if preset else {})
+    resolve_options(name, options)  # a bad analysis or option fails before any model is built
+    source = _user_checkpoint(model, arch, fmt, trust)
+    key = config_hash({"options": options, "seed": seed}, length=8)
+    prefix = out / f"{name}-{Path(source).name}-{Path(dataset).name}-seed{seed}-{key}"
+    outcome = run_analysis(name, create(source), dataset, seed=seed, options=options, data_root=data_root,
+                           figures=prefix, progress=_bars(as_json), batch_size=batch_size)
+    record = {"analysis": name, "model": source, "dataset": dataset, "seed": seed, "options": options,
+              "results": [dataclasses.asdict(r) for r in outcome.rows], "extra": outcome.extra,
+              "files": outcome.files}
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    json_path = prefix.with_name(prefix.name + ".json")
+    json_path.write_text(json.dumps(record, indent=1, default=float))
+    if as_json:
+        print(json.dumps(record | {"json": str(json_path)}, default=float))
+        return
+    table = Table("metric", "split", "value", "95% CI", "n", title=f"{name}: {source} on {dataset}")
+    for r in outcome.rows:
+        ci = f"[{r.ci_low:.4f}, {r.ci_high:.4f}]" if r.ci_low is not None and r.ci_high is not None else "-"
+        table.add_row(r.metric, r.split, f"{r.value:.4f}", ci, str(r.n))
+    console.print(table)
+    for f in [*outcome.files, str(json_path)]:
+        console.print(f"wrote {f}")
+
+
 @app.command("pretrain")
 def pretrain_(method: Annotated[str, typer.Argument(
                   help="simclr, byol, mocov2, barlowtwins, rotation, rpl, jigsaw, cpc, exemplar", show_default=False)],

@@ -99,3 +99,8 @@ def test_present_backbone_weights_load_with_every_linear_key(tmp_path: Path) -> 
         assert d.shape == (1,) and d[0] > 0
     finally:
         torch.hub.set_dir(old)
+
+
+def test_dip_size_must_fit_its_scales() -> None:
+    with pytest.raises(ConfigError, match="multiple of 64 and at least 128"):
+        inv.invert(models.create("small-cnn"), torch.rand(1, 32, 32), iters=1, size=96, crop=64)

@@ -28,3 +28,24 @@ def test_overlay_sheet(tmp_path: Path) -> None:
     third = sheet.shape[1] // 3
     assert (sheet[:, 2 * third:, 2] > sheet[:, 2 * third:, 0] + 30).any()  # the prediction panel shows it
     assert not (sheet[:, third:2 * third, 2] > sheet[:, third:2 * third, 0] + 30).any()  # the empty truth does not
+
+
+def test_saliency_inversion_embedding_and_invariance_pictures(tmp_path: Path) -> None:
+    from medtransfer.runner.figures import embedding_scatter, inversion_panels, invariance_bars, saliency_overlays
+
+    image = np.zeros((16, 16))
+    sal = np.zeros((16, 16))
+    sal[4:8, 4:8] = 1.0
+    sheet = np.asarray(Image.open(saliency_overlays(tmp_path / "s.png", [image, image], [sal, sal], height=40)))
+    assert sheet.shape[0] == 80
+    heat = sheet[:40, sheet.shape[1] // 3:2 * sheet.shape[1] // 3].astype(int)
+    assert heat.sum(-1).max() > heat.sum(-1).min() + 200  # the salient square is bright in the heat panel
+    vol = np.asarray(Image.open(saliency_overlays(tmp_path / "v.png", [np.zeros((3, 8, 8))], [np.ones((3, 8, 8))])))
+    assert vol.shape[0] == 160
+    rec = np.asarray(Image.open(inversion_panels(tmp_path / "i.png", [np.ones((1, 8, 8))], [np.zeros((3, 8, 8))],
+                                                 height=20)))
+    assert rec.shape[0] == 20 and rec[10, 10].min() > 200 and rec[10, 30].max() < 50  # white target, black reconstruction
+    coords = np.random.default_rng(0).normal(size=(20, 2))
+    assert Image.open(embedding_scatter(tmp_path / "e.png", coords, np.repeat([0, 1], 10), ["a", "b"],
+                                        title="t")).size[0] > 100
+    assert Image.open(invariance_bars(tmp_path / "b.png", ["h_flip", "rotation"], [0.9, 0.2], title="t")).size[1] > 50

@@ -12,6 +12,7 @@ computes on its own kind of input.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -138,6 +139,7 @@ def invert(model: nn.Module, image: torch.Tensor, *, iters: int = 1000, lr: floa
                         f"range [{float(image.min()):.3g}, {float(image.max()):.3g}].")
     dev = default_device(device)
     contract = resolve_contract(model)
+    model = copy.deepcopy(model)  # frozen here; the caller's model keeps its own requires_grad flags
     features = layer4(model.eval().to(dev))
     for p in model.parameters():
         p.requires_grad_(False)
@@ -152,6 +154,10 @@ def invert(model: nn.Module, image: torch.Tensor, *, iters: int = 1000, lr: floa
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     dip = (net or SkipNet(out_channels=target.shape[1])).to(dev).train()
+    scales = getattr(dip, "scales", 0)
+    if size % 2 ** scales or size // 2 ** scales < 2:  # batch norm needs more than one value at the bottom
+        raise ConfigError(f"The DIP output size ({size}) must be a multiple of {2 ** scales} and at least "
+                          f"{2 ** (scales + 1)} for a {scales}-scale skip network (the reference uses 256).")
     z = (torch.rand(1, 32 if net is None else _in_channels(dip), size, size, generator=g) * 0.1).to(dev)
     opt = torch.optim.Adam(dip.parameters(), lr=lr)
     top = (size - crop) // 2

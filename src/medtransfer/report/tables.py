@@ -16,22 +16,34 @@ def constant_kappa(metric: str, value: float, low: float | None, high: float | N
     return metric == "qw_kappa" and value == 0 and low == 0 and high == 0
 
 
+# Shown as they are (not in %): QW-kappa and the analyses' numbers (attentive diffusion is a percentage already;
+# pointing, silhouette, whitened cosine, Mahalanobis distance, LPIPS and feature MSE have their own scales).
+_AS_IS = ("qw_kappa", "attentive_diffusion", "pointing", "feature_mse")
+_AS_IS_PREFIXES = ("invariance:", "mahalanobis:", "lpips_", "silhouette_")
+
+
+def _as_is(metric: str) -> bool:
+    return metric in _AS_IS or metric.startswith(_AS_IS_PREFIXES)
+
+
 def _fmt(row: Mapping[str, Any]) -> str:
-    value = f"{100 * row['value']:.1f}" if row["metric"] != "qw_kappa" else f"{row['value']:.3f}"
+    scale, digits = (1, 3) if _as_is(row["metric"]) else (100, 1)
+    value = f"{scale * row['value']:.{digits}f}"
     if row.get("ci_low") is None or row.get("ci_high") is None:
         return value
-    scale = 1 if row["metric"] == "qw_kappa" else 100
-    digits = 3 if row["metric"] == "qw_kappa" else 1
     star = "*" if constant_kappa(row["metric"], row["value"], row["ci_low"], row["ci_high"]) else ""
     return f"{value} [{scale * row['ci_low']:.{digits}f}, {scale * row['ci_high']:.{digits}f}]{star}"
 
 
 Key = tuple[str, str, str, str]
+_ANALYSES = ("saliency", "invariance", "inversion", "embedding")  # cells without a label budget
 
 
 def _labels(row: Mapping[str, Any]) -> str:
     fraction = row.get("fraction")
-    return "100%" if fraction is None else f"{100 * fraction:g}%"
+    if fraction is None:
+        return "-" if row.get("protocol") in _ANALYSES else "100%"
+    return f"{100 * fraction:g}%"
 
 
 def pivot(rows: Iterable[Mapping[str, Any]]) -> tuple[list[str], dict[Key, dict[str, str]]]:
@@ -53,12 +65,12 @@ def results_table(rows: Iterable[Mapping[str, Any]], *, title: str = "medtransfe
     """A rich Table of test metrics with 95% CIs (accuracy and AUC in %, QW-kappa as is)."""
     rows = list(rows)
     models, grouped = pivot(rows)
-    caption = "test split; value [95% CI]; accuracy/AUC in %; labels = share of train labels"
+    caption = "test split; value [95% CI]; accuracy/AUC/Dice in %; labels = share of train labels"
     if any(constant_kappa(r["metric"], r["value"], r.get("ci_low"), r.get("ci_high")) for r in rows):
         caption += "\n" + CONSTANT_NOTE
     table = Table(title=title, caption=caption)
     for name in ("dataset", "protocol", "labels", "metric", *models):
         table.add_column(name, no_wrap=name in ("dataset", "protocol", "labels", "metric"))
-    for key, by_model in sorted(grouped.items(), key=lambda kv: (kv[0][0], kv[0][1], -float(kv[0][2][:-1]), kv[0][3])):
+    for key, by_model in sorted(grouped.items(), key=lambda kv: (kv[0][0], kv[0][1], -float(kv[0][2][:-1] or 0), kv[0][3])):
         table.add_row(*key, *(by_model.get(m, "-") for m in models))
     return table

@@ -8,10 +8,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import Any
+
 from torch import nn
 
 from medtransfer import data as mdata
 from medtransfer._progress import say
+from medtransfer.analysis import ANALYSES
 from medtransfer.data.splits import label_subset
 from medtransfer.errors import CellError, ConfigError
 from medtransfer.features import FeatureSet, default_device, extract, use_bf16
@@ -111,33 +114,55 @@ def _fail(store: ResultStore, cells: list[Cell], error: BaseException, summary: 
 
 
 def figure_path(store: ResultStore, cell: Cell) -> Path | None:
-    """Where a cell's figure goes, beside the store (``runs/x-figures/<cell_id>-segment.png``); None if it has none."""
+    """Where a cell's figure goes, beside the store (``runs/x-figures/<cell_id>-segment.png``; an analysis writes
+    ``<cell_id>-saliency.png`` and the like from the prefix ``runs/x-figures/<cell_id>``); None if it has none."""
+    path = Path(store.path)
+    if cell.protocol in ANALYSES:
+        return path.parent / f"{path.stem}-figures" / cell.cell_id
     if cell.protocol != "segment":
         return None
-    path = Path(store.path)
     return path.parent / f"{path.stem}-figures" / f"{cell.cell_id}-{cell.protocol}.png"
+
+
+def _analysis_cell(spec: GridSpec, store: ResultStore, cell: Cell, model: nn.Module, *,
+                   progress: bool) -> tuple[list[ResultRow], dict[str, Any]]:
+    from medtransfer.runner.analyses import run_analysis
+
+    out = run_analysis(cell.protocol, model, cell.dataset, seed=cell.seed, options=cell.config["analysis_options"],
+                       data_root=spec.data_root, dataset_options=spec.dataset_options.get(cell.dataset, {}),
+                       figures=figure_path(store, cell), progress=progress, batch_size=spec.batch_size)
+    return out.rows, {"analysis": out.extra, "files": out.files}
+
+
+def _trained_cell(spec: GridSpec, store: ResultStore, cell: Cell, model: nn.Module, *,
+                  progress: bool) -> tuple[list[ResultRow], dict[str, Any]]:
+    result = run_trained(cell.protocol, model, cell.dataset, seed=cell.seed, fraction=cell.fraction,
+                         options=cell.config["protocol_options"], data_root=spec.data_root,
+                         dataset_options=spec.dataset_options.get(cell.dataset, {}), cell_id=cell.cell_id,
+                         progress=progress, figures=figure_path(store, cell))
+    extra = {"chosen": result.chosen, "grid": result.grid, "n_train": result.n_train}
+    return result_rows(result), extra
 
 
 def _run_trained_cells(spec: GridSpec, store: ResultStore, cells: list[Cell],
                        built: tuple[str | None, nn.Module | None], summary: RunSummary, *,
                        progress: bool) -> tuple[str | None, nn.Module | None]:
-    """Run trained cells (one model, one dataset) one by one; returns the (name, model) built for them."""
+    """Run trained and analysis cells (one model, one dataset) one by one, on images; returns the (name, model)
+    built for them."""
     for cell in cells:
         _start(store, cell, summary)
         try:
             if built[0] != cell.model:
                 built = (cell.model, create(model_source(spec, cell.model)))
             assert built[1] is not None, "a model was just built"
-            result = run_trained(cell.protocol, built[1], cell.dataset, seed=cell.seed, fraction=cell.fraction,
-                                 options=cell.config["protocol_options"], data_root=spec.data_root,
-                                 dataset_options=spec.dataset_options.get(cell.dataset, {}), cell_id=cell.cell_id,
-                                 progress=progress, figures=figure_path(store, cell))
+            run = _analysis_cell if cell.protocol in ANALYSES else _trained_cell
+            rows, extra = run(spec, store, cell, built[1], progress=progress)
         except Exception as e:  # noqa: BLE001 - recorded in the store with its traceback
             _fail(store, [cell], e, summary)
             continue
-        sha = None if result.chosen.get("init") == "scratch" else weights_sha256(built[1])  # None: random init
-        store.finish(cell.cell_id, result_rows(result), weights_sha256=sha,
-                     extra={"chosen": result.chosen, "grid": result.grid, "n_train": result.n_train})
+        scratch = extra.get("chosen", {}).get("init") == "scratch"
+        sha = None if scratch else weights_sha256(built[1])  # None: trained from random init
+        store.finish(cell.cell_id, rows, weights_sha256=sha, extra=extra)
         summary.done += 1
     return built
 
@@ -169,8 +194,9 @@ def run_grid(spec: GridSpec, store: ResultStore, *, force: bool = False, progres
         if model_name in unmade:  # its pretraining failed: never score an older model in the folder instead
             _fail(store, group, CellError(unmade[model_name]), summary)
             continue
-        trained = [c for c in group if c.protocol in TRAINED_PROTOCOLS]  # train on images: no features needed
-        group = [c for c in group if c.protocol not in TRAINED_PROTOCOLS]
+        on_images = (*TRAINED_PROTOCOLS, *ANALYSES)  # train on or look at images: their own data path
+        trained = [c for c in group if c.protocol in on_images]
+        group = [c for c in group if c.protocol not in on_images]
         if trained:
             built = _run_trained_cells(spec, store, trained, built, summary, progress=progress)
         if not group:

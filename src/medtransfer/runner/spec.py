@@ -1,4 +1,5 @@
-"""A benchmark spec (YAML) and its expansion into cells: models x datasets x protocols x seeds."""
+"""A benchmark spec (YAML) and its expansion into cells: models x datasets x protocols x seeds, and the analyses'
+cells: models x datasets x analyses x seeds."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ class GridSpec:
         pretrain: pretraining steps run before the grid, e.g. ``[{name: simclr-phantom, method: simclr,
             dataset: phantom-binary-32, epochs: 2}]``; a step's name can then be listed under `models`
             (runner/pretraining.py).
+        analyses: why-analyses run on every (model, dataset) pair and seed: ``[saliency, invariance, inversion,
+            embedding]``; their numbers go to the store like any cell's, their pictures beside it.
+        analysis_options: per-analysis settings, e.g. ``{saliency: {n_images: 4, stride: 2}}``.
     """
 
     name: str = "default"
@@ -52,6 +56,8 @@ class GridSpec:
     batch_size: int = 128
     data_root: str | None = None
     pretrain: tuple[dict[str, Any], ...] = ()
+    analyses: tuple[str, ...] = ()
+    analysis_options: dict[str, Any] = field(default_factory=dict)
 
     # No __post_init__ checks: `check_spec` (called by `load_spec` and `run_grid`) reports every problem of a
     # spec in one message, which a constructor raising at the first one could not.
@@ -71,7 +77,9 @@ def _field_problems(spec: GridSpec) -> list[str]:
     except ConfigError as e:
         problems.append(str(e))
     problems += [f"The {key!r} parameter of GridSpec must be a non-empty list." for key in
-                 ("models", "datasets", "protocols", "seeds", "fractions") if not getattr(spec, key)]
+                 ("models", "datasets", "seeds", "fractions") if not getattr(spec, key)]
+    if not spec.protocols and not spec.analyses:
+        problems.append("The spec runs nothing: give 'protocols' (linear, knn, ...) or 'analyses' (saliency, ...).")
     if bad := [f for f in spec.fractions if not 0.0 < f <= 1.0]:
         problems.append(f"The 'fractions' parameter of GridSpec must hold floats in the range (0, 1]. "
                         f"Got {bad} instead.")
@@ -109,6 +117,7 @@ def spec_problems(spec: GridSpec) -> list[str]:
                 for m in spec.models if m not in MODELS and m not in steps and not is_model_dir(m)]
     problems += _dataset_problems(spec)
     problems += _protocol_problems(spec)
+    problems += _analysis_problems(spec)
     if not problems:  # the kinds of known names only
         problems += _kind_problems(spec)
     for step in spec.pretrain:
@@ -167,6 +176,17 @@ def _protocol_problems(spec: GridSpec) -> list[str]:
         (check_trained_options if p in TRAINED_PROTOCOLS else check_options)(p, options)
 
     return problems + _option_problems("protocol", spec.protocol_options, spec.protocols, names.__contains__, check)
+
+
+def _analysis_problems(spec: GridSpec) -> list[str]:
+    from medtransfer.analysis import ANALYSES
+    from medtransfer.registry import did_you_mean
+    from medtransfer.runner.analyses import resolve_options
+
+    problems = [f"analysis {a!r} is not one of {list(ANALYSES)}.{did_you_mean(a, list(ANALYSES))}"
+                for a in spec.analyses if a not in ANALYSES]
+    return problems + _option_problems("analysis", spec.analysis_options, spec.analyses, ANALYSES.__contains__,
+                                       resolve_options)
 
 
 def check_spec(spec: GridSpec, *, where: str = "") -> None:
@@ -240,7 +260,8 @@ def _kind_problems(spec: GridSpec) -> list[str]:
                    if p == "segment" else f"{p} needs class labels, and {list(spec.datasets)} are segmentation data")
                 for p in spec.protocols if all(wrong_kind(p, kinds[d]) for d in spec.datasets)]
     problems += [f"dataset {d!r} is a segmentation dataset and no protocol of the grid segments: add 'segment'"
-                 for d in spec.datasets if kinds[d] and all(wrong_kind(p, True) for p in spec.protocols)]
+                 for d in spec.datasets if kinds[d] and not spec.analyses
+                 and all(wrong_kind(p, True) for p in spec.protocols)]
     return problems
 
 
@@ -298,4 +319,15 @@ def expand(spec: GridSpec, *, precision: str) -> list[Cell]:
             config["pretrain"] = step
         cells.append(Cell(cell_id=config_hash(config), model=model, dataset=dataset, protocol=protocol,
                           seed=seed, fraction=fraction, config=config))
+    for model, dataset, analysis, seed in itertools.product(spec.models, spec.datasets, spec.analyses, spec.seeds):
+        if _clash(models[model], datasets[dataset]):
+            continue
+        config = {"model": model, "dataset": _dataset_key(dataset), "analysis": analysis, "seed": seed,
+                  "features_version": FEATURES_VERSION, "medtransfer": __version__,
+                  "analysis_options": spec.analysis_options.get(analysis, {}),
+                  "dataset_options": spec.dataset_options.get(dataset, {}), "input_size": spec.input_size}
+        if (step := recipe(spec, model)) is not None:
+            config["pretrain"] = step
+        cells.append(Cell(cell_id=config_hash(config), model=model, dataset=dataset, protocol=analysis, seed=seed,
+                          fraction=None, config=config))
     return cells
