@@ -256,3 +256,19 @@ def test_config_normalises_ranges_to_float_tuples() -> None:
     cfg = PhantomConfig(lesion_contrast=0.1, scale=[1, 1])  # type: ignore[arg-type]
     assert cfg.lesion_contrast == (0.1, 0.1) and cfg.scale == (1.0, 1.0)
     assert cfg == PhantomConfig(lesion_contrast=(0.1, 0.1), scale=(1.0, 1.0))
+
+
+def test_a_second_view_is_the_same_scene_under_other_noise() -> None:
+    from medtransfer import data
+
+    a = data.load("phantom-organ-32", "test", n=4)
+    b = data.load("phantom-organ-32", "test", n=4, view=1)
+    ia, ma = a.pairs(np.arange(4))
+    ib, mb = b.pairs(np.arange(4))
+    np.testing.assert_array_equal(ma, mb)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert not np.array_equal(ia, ib) and np.abs(ia.astype(int) - ib.astype(int)).mean() < 20
+    assert a.fingerprint != b.fingerprint
+    np.testing.assert_array_equal(data.load("phantom-organ-32", "test", n=4, view=0).images(np.arange(4)), ia)
+    with pytest.raises(ConfigError, match="'view'"):
+        data.sources.check_options("phantom-organ-32", {"view": -1})

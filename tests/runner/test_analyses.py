@@ -117,3 +117,14 @@ def test_cli_analyze_json(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["analyze", "saliency", "windw=3", "--model", "test-cnn", "--dataset",
                                    "phantom-organ-28"])
     assert bad.exit_code != 0 and "windw" in str(bad.exception)
+
+
+def test_multi_view_invariance_on_phantom_view_pairs() -> None:
+    model = models.create("test-cnn")
+    out = run_analysis("invariance", model, "phantom-organ-28", options={"transforms": ["h_flip"], "n_images": 6,
+                       "view_pairs": True}, dataset_options=SMALL["phantom-organ-28"])
+    metrics = {r.metric: r.value for r in out.rows}
+    assert -1 <= metrics["invariance:multi-view"] < 1 and metrics["mahalanobis:multi-view"] > 0
+    with pytest.raises(ConfigError, match="declares no view pairs"):
+        run_analysis("invariance", model, "breastmnist", options={"view_pairs": True, "transforms": ["h_flip"]},
+                     data_root="/nonexistent")

@@ -33,6 +33,8 @@ from medtransfer.registry import did_you_mean
 GENERATOR_VERSION = 1  # bump whenever the pixels that (cfg, task, split, seed, i) render to change
 MASK_LABELS = ("background", "body", "left", "right", "central", "lesion")  # mask values 0..5
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+# How a card declares paired views (multi-view invariance): loading with the option view=1 gives row i's second view.
+VIEW_PAIRS = "option view=1: the same scene under another noise draw"
 DEFAULT_N = {2: {"train": 2000, "val": 500, "test": 1000}, 3: {"train": 400, "val": 100, "test": 200}}
 # task -> (card task type, label names, what the label means). A task's position is part of every image's
 # random key, so tasks never share an image: append new tasks at the end.
@@ -76,8 +78,10 @@ def draw_labels(index: Any, *, task: str, split: str, seed: int) -> np.ndarray:
     return lesion_labels(u, task)[3]
 
 
-def _draws(index: np.ndarray, cfg: PhantomConfig, task: str, split: str, seed: int) -> tuple[np.ndarray, ...]:
-    """Uniforms (B, 50), normals (B, 7), texture knots (B, K, ..) and unit noise (B, S**d) of each image."""
+def _draws(index: np.ndarray, cfg: PhantomConfig, task: str, split: str, seed: int, view: int = 0
+           ) -> tuple[np.ndarray, ...]:
+    """Uniforms (B, 50), normals (B, 7), texture knots (B, K, ..) and unit noise (B, S**d) of each image; `view` > 0
+    draws the noise from a stream of its own (the same scene under another noise draw)."""
     n = len(index)
     u, g = np.empty((n, N_UNIFORM)), np.empty((n, N_NORMAL))
     texture = np.empty((n,) + (TEXTURE_KNOTS,) * cfg.dims)
@@ -86,17 +90,20 @@ def _draws(index: np.ndarray, cfg: PhantomConfig, task: str, split: str, seed: i
         rng.random(out=u[b])  # noise comes last: image i has the same anatomy at every size
         rng.standard_normal(out=g[b])
         rng.standard_normal(out=texture[b])
-        rng.standard_normal(out=noise[b], dtype=np.float32)
+        noise_rng = rng if view == 0 else np.random.default_rng([int(seed), list(TASKS).index(task),
+                                                                  SPLIT_IDS[split], int(index[b]), 1 << 20, view])
+        noise_rng.standard_normal(out=noise[b], dtype=np.float32)
     return u, g, texture, noise
 
 
-def generate(index: Any, cfg: PhantomConfig, *, task: str, split: str, seed: int
+def generate(index: Any, cfg: PhantomConfig, *, task: str, split: str, seed: int, view: int = 0
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render the phantoms at `index` (1-D non-negative ints), vectorised over the batch.
 
     Image i depends only on (seed, task, split, i): ``generate([5, 3], ...)`` equals rows 5 and 3 of
     ``generate(range(10), ...)``, and splits and tasks never share an image. `task` is a key of `TASKS`,
-    `split` one of train/val/test, `seed` a non-negative int.
+    `split` one of train/val/test, `seed` a non-negative int. `view` > 0 renders the same scenes (anatomy, lesion,
+    pose, intensities: equal masks and labels) under another noise draw, a second view for multi-view invariance.
 
     Returns:
         images (B, H, W, 1) or (B, D, H, W, 1) uint8; masks (B, H, W) or (B, D, H, W) uint8 with the values of
@@ -112,7 +119,7 @@ def generate(index: Any, cfg: PhantomConfig, *, task: str, split: str, seed: int
     images, masks = np.empty((n, *spatial, 1), np.uint8), np.empty((n, *spatial), np.uint8)
     labels = np.empty(n, dtype=np.int64)
     for lo in range(0, n, step):
-        u, g, texture, noise = _draws(index[lo:lo + step], cfg, task, split, seed)
+        u, g, texture, noise = _draws(index[lo:lo + step], cfg, task, split, seed, view)
         present, host, _, labels[lo:lo + step] = lesion_labels(u, task)
         scene = build_scene(u, g, cfg, present, host)
         images[lo:lo + step, ..., 0], masks[lo:lo + step] = render(scene, texture, noise, cfg)
@@ -124,12 +131,12 @@ class PhantomDataset(ImageDataset):
     so a 100k-image split costs no memory until it is read. Built by `load_phantom` through the registry."""
 
     def __init__(self, card: DatasetCard, split: str, *, cfg: PhantomConfig, task: str, n: int,
-                 seed: int = 0) -> None:
+                 seed: int = 0, view: int = 0) -> None:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ConfigError(f"The 'n' option of dataset {card.name!r} must be a positive int. "
                               f"Got {n!r} instead.")
         super().__init__(card, split, draw_labels(np.arange(n), task=task, split=split, seed=seed))
-        self.cfg, self.task, self.seed = cfg, task, int(seed)
+        self.cfg, self.task, self.seed, self.view = cfg, task, int(seed), int(view)
 
     def render(self, index: Any) -> tuple[np.ndarray, np.ndarray]:
         """Images and masks at `index` in one pass (`images` then `masks` would render twice)."""
@@ -137,7 +144,8 @@ class PhantomDataset(ImageDataset):
         if index.size and np.max(index) >= len(self):
             raise DataError(f"Index {int(np.max(index))} is out of range for {self!r}; use indices in "
                             f"[0, {len(self)}).")
-        images, masks, _ = generate(index, self.cfg, task=self.task, split=self.split, seed=self.seed)
+        images, masks, _ = generate(index, self.cfg, task=self.task, split=self.split, seed=self.seed,
+                                    view=self.view)
         return images, masks
 
     def images(self, index: np.ndarray) -> np.ndarray:
@@ -152,7 +160,8 @@ class PhantomDataset(ImageDataset):
     @property
     def fingerprint(self) -> str:
         return "phantom-" + config_hash({"cfg": to_dict(self.cfg), "task": self.task, "split": self.split,
-                                         "seed": self.seed, "n": len(self), "version": GENERATOR_VERSION})
+                                         "seed": self.seed, "n": len(self), "version": GENERATOR_VERSION,
+                                         **({"view": self.view} if self.view else {})})
 
 
 # Segmentation targets from the rendered masks (0 background, 1 body, 2 left, 3 right, 4 central organ, 5 lesion)
@@ -178,8 +187,9 @@ class SegmentationPhantoms(PhantomDataset):
 
 
 def load_phantom(card: DatasetCard, split: str, *, data_root: Any = None, n: int | None = None, seed: int = 0,
-                 **cfg_overrides: Any) -> PhantomDataset:
-    """The loader of every phantom entry; `cfg_overrides` are PhantomConfig fields (``lesion_contrast=0.1``).
+                 view: int = 0, **cfg_overrides: Any) -> PhantomDataset:
+    """The loader of every phantom entry; `cfg_overrides` are PhantomConfig fields (``lesion_contrast=0.1``);
+    ``view=1`` (2, ...) gives the same scenes under another noise draw (multi-view invariance).
 
     `data_root` is ignored: phantoms are generated, nothing is read from disk. `n` defaults to `DEFAULT_N`.
     """
@@ -187,8 +197,9 @@ def load_phantom(card: DatasetCard, split: str, *, data_root: Any = None, n: int
     n = DEFAULT_N[card.dims][split] if n is None else n
     if card.task == "segmentation":
         return SegmentationPhantoms(card, split, cfg=_config(card, cfg_overrides), target=card.extra["target"], n=n,
-                                    seed=seed)
-    return PhantomDataset(card, split, cfg=_config(card, cfg_overrides), task=card.extra["task"], n=n, seed=seed)
+                                    seed=seed, view=view)
+    return PhantomDataset(card, split, cfg=_config(card, cfg_overrides), task=card.extra["task"], n=n, seed=seed,
+                          view=view)
 
 
 def _config(card: DatasetCard, overrides: dict[str, Any]) -> PhantomConfig:
@@ -202,12 +213,12 @@ def _config(card: DatasetCard, overrides: dict[str, Any]) -> PhantomConfig:
 
 def check_phantom_options(card: DatasetCard, options: dict[str, Any]) -> None:
     """What `load_phantom` would refuse in `options`, found without rendering anything."""
-    for key in ("n", "seed"):
+    for key in ("n", "seed", "view"):
         value = options.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < (key == "n")):
             raise ConfigError(f"The {key!r} option of dataset {card.name!r} must be an int in the range "
                               f"[{int(key == 'n')}, inf). Got {value!r} instead.")
-    _config(card, {k: v for k, v in options.items() if k not in ("n", "seed", "data_root")})
+    _config(card, {k: v for k, v in options.items() if k not in ("n", "seed", "view", "data_root")})
 
 
 def _register() -> None:
@@ -220,7 +231,8 @@ def _register() -> None:
                 name=name, task=task_type, label_names=label_names, dims=dims, channels=1, image_size=size,
                 metrics=("accuracy", "auc", "qw_kappa") if task == "grade" else ("accuracy", "auc"),
                 default_metric="accuracy", has_masks=True, license="CC0-1.0 (generated)",
-                source="generated by medtransfer", extra={"task": task, "version": GENERATOR_VERSION},
+                source="generated by medtransfer",
+                extra={"task": task, "version": GENERATOR_VERSION, "view_pairs": VIEW_PAIRS},
                 description=f"Procedural {dims}D phantoms ({size} px): a body holding three organs under "
                             f"random pose, size, intensity, bias field and noise; {meaning}. Masks: "
                             f"0 background, 1 body, 2 left, 3 right, 4 central organ, 5 lesion.")
@@ -231,7 +243,8 @@ def _register() -> None:
             what = "the three organs" if target == "organs" else "the lesion"
             card = segmentation_card(
                 name, SEG_TARGETS[target], channels=1, image_size=size, dims=dims, license="CC0-1.0 (generated)",
-                source="generated by medtransfer", extra={"target": target, "version": GENERATOR_VERSION},
+                source="generated by medtransfer",
+                extra={"target": target, "version": GENERATOR_VERSION, "view_pairs": VIEW_PAIRS},
                 description=f"Procedural {dims}D phantoms ({size} px) of the 'organ' task, a lesion in every "
                             f"image; the mask segments {what} ({', '.join(SEG_TARGETS[target])}).")
             DATASETS.add(name, DatasetEntry(card, load_phantom, check_phantom_options))

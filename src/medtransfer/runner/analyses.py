@@ -200,6 +200,9 @@ def _invariance(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: i
                 ) -> AnalysisOutcome:
     from medtransfer.analysis import invariance as inv
 
+    if opts["view_pairs"] and not mdata.get_card(dataset).extra.get("view_pairs"):
+        raise ConfigError(f"Dataset {dataset!r} declares no view pairs, so view_pairs=true has nothing to compare; "
+                          "use a dataset whose card has them (the phantoms: a second noise draw of each scene).")
     _, cov_feats = _features(model, dataset, opts["cov_split"], data_root=data_root, dataset_options=dataset_options,
                              batch_size=batch_size, progress=progress)
     stats = inv.Whitening.fit(np.asarray(cov_feats.x), seed=seed)  # the features come from the cache when present
@@ -214,6 +217,10 @@ def _invariance(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: i
                                         batch_size=min(batch_size, 64), tick=tick)
     finally:
         done()
+    if opts["view_pairs"]:
+        second = _load(dataset, opts["split"], data_root, {**dataset_options, "view": 1})
+        results["multi-view"] = inv.multiview_invariance(model, ds, second, stats, n_images=n, seed=seed,
+                                                         batch_size=min(batch_size, 64))
     rows = []
     for t, r in results.items():
         rows.append(ResultRow(f"invariance:{t}", opts["split"], r.mean_cosine, None, None, r.n_images))
