@@ -124,8 +124,8 @@ def stride(args: argparse.Namespace) -> list[dict[str, Any]]:
         t = time.perf_counter()
         approx = sal.occlusion_map(model, x, window=6, stride=s)
         sec = time.perf_counter() - t
-        r = [float(np.corrcoef(a.ravel(), b.ravel())[0, 1]) for a, b in zip(exact, approx)]
-        iou = [sal.top_iou(a, b) for a, b in zip(exact, approx)]
+        r = [float(np.corrcoef(a.ravel(), b.ravel())[0, 1]) for a, b in zip(exact, approx, strict=True)]
+        iou = [sal.top_iou(a, b) for a, b in zip(exact, approx, strict=True)]
         rows.append({"stride": s, "seconds": round(sec, 2), "pearson_r": round(float(np.mean(r)), 4),
                      "pearson_r_min": round(float(np.min(r)), 4), "top10_iou": round(float(np.mean(iou)), 3),
                      "top10_iou_min": round(float(np.min(iou)), 3)})

@@ -287,7 +287,8 @@ def analyze(args: Annotated[list[str], typer.Argument(
             preset: Annotated[str | None, typer.Option(help="saliency preset: default or anton2022")] = None,
             out: Annotated[Path, typer.Option(help="folder for the pictures and the JSON")] = Path("runs/analysis"),
             arch: ArchOpt = None, fmt: FormatOpt = None, trust: TrustOpt = False,
-            as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False) -> None:
+            as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False
+            ) -> None:
     """Why a model transfers: occlusion saliency, invariance to transforms, feature inversion, embeddings.
 
     Numbers are printed (and written as JSON); pictures go to --out.

@@ -26,9 +26,10 @@ def test_whitened_cosine_and_mahalanobis_equal_scipy(rng: np.random.Generator) -
     chol = scipy.linalg.cholesky(vi, lower=True)
     mu = feats.mean(axis=0)
     za, zb = (mu - a) @ chol, (mu - b) @ chol
-    expected_cos = [1 - scipy.spatial.distance.cosine(u, v) for u, v in zip(za, zb)]
+    expected_cos = [1 - scipy.spatial.distance.cosine(u, v) for u, v in zip(za, zb, strict=True)]
     np.testing.assert_allclose(inv.whitened_cosine(a, b, w), expected_cos, rtol=1e-9)
-    np.testing.assert_allclose(inv.mahalanobis(a, b, w), [scipy_mahalanobis(u, v, vi) for u, v in zip(a, b)],
+    expected_mah = [scipy_mahalanobis(u, v, vi) for u, v in zip(a, b, strict=True)]
+    np.testing.assert_allclose(inv.mahalanobis(a, b, w), expected_mah,
                                rtol=1e-9)
     np.testing.assert_allclose(inv.whitened_cosine(a, a, w), 1.0)
     np.testing.assert_allclose(inv.mahalanobis(a, a, w), 0.0, atol=1e-12)

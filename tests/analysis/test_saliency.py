@@ -38,7 +38,7 @@ def test_saliency_only_where_the_features_look() -> None:
     reach[2:9, 8:15] = True  # pixels of some 3x3 window that overlaps the region
     assert np.all(maps[:, ~reach] == 0)
     assert np.all(maps[:, 4:7, 10:13] > 0)
-    for m, xi in zip(maps, x):
+    for m, xi in zip(maps, x, strict=True):
         np.testing.assert_allclose(m, brute_force(model, xi, 3), rtol=1e-10, atol=1e-12)
 
 

@@ -31,7 +31,7 @@ def test_overlay_sheet(tmp_path: Path) -> None:
 
 
 def test_saliency_inversion_embedding_and_invariance_pictures(tmp_path: Path) -> None:
-    from medtransfer.runner.figures import embedding_scatter, inversion_panels, invariance_bars, saliency_overlays
+    from medtransfer.runner.figures import embedding_scatter, invariance_bars, inversion_panels, saliency_overlays
 
     image = np.zeros((16, 16))
     sal = np.zeros((16, 16))
@@ -44,7 +44,7 @@ def test_saliency_inversion_embedding_and_invariance_pictures(tmp_path: Path) ->
     assert vol.shape[0] == 160
     rec = np.asarray(Image.open(inversion_panels(tmp_path / "i.png", [np.ones((1, 8, 8))], [np.zeros((3, 8, 8))],
                                                  height=20)))
-    assert rec.shape[0] == 20 and rec[10, 10].min() > 200 and rec[10, 30].max() < 50  # white target, black reconstruction
+    assert rec.shape[0] == 20 and rec[10, 10].min() > 200 and rec[10, 30].max() < 50  # white target, black recon
     coords = np.random.default_rng(0).normal(size=(20, 2))
     assert Image.open(embedding_scatter(tmp_path / "e.png", coords, np.repeat([0, 1], 10), ["a", "b"],
                                         title="t")).size[0] > 100

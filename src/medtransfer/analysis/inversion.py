@@ -209,7 +209,7 @@ def load_lpips(net: str = "alex") -> nn.Module:
             f"LPIPS ({net}) needs the ImageNet weights of its backbone, {path.name}, which are not in {path.parent}. "
             f"Fetch them on a machine with internet access ({url}, e.g. `curl -L -o {path.name} {url}`) and copy "
             f"the file to {path.parent}/ (or set TORCH_HOME to a folder whose hub/checkpoints/ holds it).")
-    module = tm._LPIPS(pretrained=False, net=net, pnet_rand=False)
+    module = tm._LPIPS(pretrained=False, net=net, pnet_rand=False)  # type: ignore[arg-type]  # checked above
     lin_file = Path(tm.__file__).parent / "lpips_models" / f"{net}.pth"
     if not lin_file.is_file():
         raise CheckpointError(f"torchmetrics' LPIPS linear layers {lin_file} are missing; reinstall torchmetrics.")
@@ -235,7 +235,7 @@ def lpips_input(x: torch.Tensor, size: int = 224) -> torch.Tensor:
 
 
 @torch.no_grad()
-def perceptual_distance(a: torch.Tensor, b: torch.Tensor, module: nn.Module, *, size: int = 224) -> np.ndarray:
+def perceptual_distance(a: torch.Tensor, b: torch.Tensor, module: Any, *, size: int = 224) -> np.ndarray:
     """LPIPS per image pair between `a` and `b` (N, C, H, W) in [0, 1], with `module` from `load_lpips` (or any
     torchmetrics `_LPIPS`): per layer, unit-normalise channels, square the difference, weight by the linear layer,
     average over space; sum over layers."""

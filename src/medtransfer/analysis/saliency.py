@@ -81,10 +81,12 @@ def _window_masks(starts: torch.Tensor, window: int, spatial: tuple[int, ...]) -
 def _interpolate(scores: np.ndarray, coarse: Sequence[np.ndarray], fine: Sequence[np.ndarray]) -> np.ndarray:
     """Separable linear interpolation of a score grid from the `coarse` positions to the `fine` ones, per axis."""
     out = scores
-    for axis, (c, f) in enumerate(zip(coarse, fine)):
+    for axis, (c, f) in enumerate(zip(coarse, fine, strict=True)):
         if len(c) == len(f):
             continue
-        out = np.apply_along_axis(lambda v, c=c, f=f: np.interp(f, c, v), axis, out)
+        last = np.moveaxis(out, axis, -1)  # interpolate along the last axis, row by row
+        rows = np.stack([np.interp(f, c, v) for v in last.reshape(-1, len(c))])
+        out = np.moveaxis(rows.reshape(*last.shape[:-1], len(f)), -1, axis)
     return out
 
 
@@ -265,7 +267,7 @@ def saliency(model: nn.Module, dataset: ImageDataset, index: Sequence[int] | np.
         regions = regions[crop] if regions is not None else None
     pointing = None
     if regions is not None:
-        pointing = np.array([pointing_score(m, r) if r.any() else np.nan for m, r in zip(maps, regions)])
+        pointing = np.array([pointing_score(m, r) if r.any() else np.nan for m, r in zip(maps, regions, strict=True)])
     return SaliencyResult(index=index, images=shown.astype(np.float32), maps=maps,
                           diffusion=np.array([attentive_diffusion(m) for m in maps]), pointing=pointing,
                           settings={"preset": preset, "window": int(window), "stride": int(stride),

@@ -71,6 +71,10 @@ def results_table(rows: Iterable[Mapping[str, Any]], *, title: str = "medtransfe
     table = Table(title=title, caption=caption)
     for name in ("dataset", "protocol", "labels", "metric", *models):
         table.add_column(name, no_wrap=name in ("dataset", "protocol", "labels", "metric"))
-    for key, by_model in sorted(grouped.items(), key=lambda kv: (kv[0][0], kv[0][1], -float(kv[0][2][:-1] or 0), kv[0][3])):
+    def order(kv: tuple[Key, dict[str, str]]) -> tuple[str, str, float, str]:
+        dataset, protocol, labels, metric = kv[0]
+        return dataset, protocol, -float(labels[:-1] or 0), metric  # labels "-" (analyses) sort as 0
+
+    for key, by_model in sorted(grouped.items(), key=order):
         table.add_row(*key, *(by_model.get(m, "-") for m in models))
     return table

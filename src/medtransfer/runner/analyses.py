@@ -18,6 +18,7 @@ from torch import nn
 from medtransfer import data as mdata
 from medtransfer.analysis import ANALYSES
 from medtransfer.errors import ConfigError
+from medtransfer.models.factory import card_of
 from medtransfer.registry import did_you_mean
 from medtransfer.runner.store import ResultRow
 
@@ -46,7 +47,8 @@ class AnalysisOutcome:
 def resolve_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
     """Defaults < `options`; an unknown analysis or option is a ConfigError naming the choices."""
     if name not in DEFAULTS:
-        raise ConfigError(f"Unknown analysis {name!r}; choose one of {list(ANALYSES)}.{did_you_mean(name, list(ANALYSES))}")
+        raise ConfigError(f"Unknown analysis {name!r}; choose one of {list(ANALYSES)}."
+                          f"{did_you_mean(name, list(ANALYSES))}")
     unknown = sorted(set(options or {}) - set(DEFAULTS[name]))
     if unknown:
         raise ConfigError(f"Unknown option(s) {unknown} of analysis {name!r}; it takes {sorted(DEFAULTS[name])}.")
@@ -151,8 +153,8 @@ def _saliency(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: int
         index = np.sort(has[np.random.default_rng(seed).permutation(len(has))[:opts["n_images"]]]) if len(has) \
             else index
     side = int(np.asarray(ds.images(index[:1]))[0].shape[0])
-    n_pos = _positions_count(opts, side, int(getattr(model.card, "dims", 2)))
-    tick, done = _ticker(f"saliency {model.card.name} / {dataset}", n_pos * len(index), "occlusions", progress)
+    n_pos = _positions_count(opts, side, int(card_of(model).dims))
+    tick, done = _ticker(f"saliency {card_of(model).name} / {dataset}", n_pos * len(index), "occlusions", progress)
     try:
         r = sal.saliency(model, ds, index, preset=opts["preset"], window=opts["window"], stride=opts["stride"],
                          baseline=opts["baseline"], batch_size=opts["batch_size"], tick=tick)
@@ -209,7 +211,7 @@ def _invariance(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: i
     ds = _load(dataset, opts["split"], data_root, dataset_options)
     n = min(opts["n_images"], len(ds))
     total = sum(len(inv.settings_of(t, _k(t, opts))) for t in opts["transforms"]) * n
-    tick, done = _ticker(f"invariance {model.card.name} / {dataset}", total, "images", progress)
+    tick, done = _ticker(f"invariance {card_of(model).name} / {dataset}", total, "images", progress)
     results = {}
     try:
         for t in opts["transforms"]:
@@ -234,7 +236,7 @@ def _invariance(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: i
 
         files.append(str(invariance_bars(_figure_path(figures, "invariance"), list(results),
                                          [r.mean_cosine for r in results.values()],
-                                         title=f"{model.card.name} on {dataset}")))
+                                         title=f"{card_of(model).name} on {dataset}")))
     return AnalysisOutcome(rows, extra, files)
 
 
@@ -253,13 +255,13 @@ def _inversion(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: in
     from medtransfer.analysis import inversion as inv
     from medtransfer.data.transforms import to_tensor
 
-    if getattr(model.card, "dims", 2) != 2:
+    if card_of(model).dims != 2:
         raise ConfigError("Feature inversion reconstructs 2D images; this model is 3D. Use saliency, invariance or "
                           "embedding for volumes.")
     modules = {net: inv.load_lpips(net) for net in opts["lpips"]}  # missing weights fail before any optimisation
     ds = _load(dataset, opts["split"], data_root, dataset_options)
     index = _sample(len(ds), opts["n_images"], seed)
-    tick, done = _ticker(f"inversion {model.card.name} / {dataset}", opts["iters"] * len(index), "steps", progress)
+    tick, done = _ticker(f"inversion {card_of(model).name} / {dataset}", opts["iters"] * len(index), "steps", progress)
     results = []
     try:
         for i in index:
@@ -310,7 +312,7 @@ def _embedding(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: in
 
         png = _figure_path(figures, f"embedding-{opts['method']}")
         files.append(str(embedding_scatter(png, e.coords, labels, ds.card.label_names,
-                                           title=f"{opts['method'].upper()} of {model.card.name} on {dataset}")))
+                                           title=f"{opts['method'].upper()} of {card_of(model).name} on {dataset}")))
         csv = png.with_suffix(".csv")
         np.savetxt(csv, np.column_stack([keep, labels, e.coords]), delimiter=",", header="row,label,x,y",
                    comments="", fmt=["%d", "%d", "%.6g", "%.6g"])

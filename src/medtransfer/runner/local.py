@@ -7,7 +7,6 @@ import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import Any
 
 from torch import nn
