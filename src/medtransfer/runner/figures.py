@@ -2,13 +2,15 @@
 
 `mask_overlays` draws, for a few test images, the image, the true mask and the predicted mask side by side,
 each class in its own colour over the grey image, as one PNG; the analyses' pictures (saliency overlays, inversions,
-embedding scatter plots, invariance bars) likewise. Plots use matplotlib's Agg backend, no screen needed.
+embedding scatter plots, invariance bars) likewise. Plots are matplotlib Figures drawn by Agg outside pyplot (no
+screen, no global backend switch).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -97,15 +99,26 @@ def inversion_panels(path: str | Path, targets: Sequence[np.ndarray], reconstruc
     return _panels(path, [[rgb(t), rgb(r)] for t, r in zip(targets, reconstructions, strict=True)], height)
 
 
+def _figure(width: float, height: float) -> Any:
+    """A matplotlib Figure drawn by Agg, outside pyplot: no global backend switch, no window, nothing left open."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=120)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
 def embedding_scatter(path: str | Path, coords: np.ndarray, labels: np.ndarray, label_names: Sequence[str], *,
                       title: str) -> Path:
     """A 2-D scatter of `coords` coloured by label, with a legend, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=120)
+    fig = _figure(5, 4.5)
+    ax = fig.add_subplot()
     labels = np.asarray(labels)
     for k in np.unique(labels):
         on = labels == k
@@ -115,30 +128,16 @@ def embedding_scatter(path: str | Path, coords: np.ndarray, labels: np.ndarray, 
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(fontsize=7, markerscale=2, loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def invariance_bars(path: str | Path, names: Sequence[str], cosines: Sequence[float], *, title: str) -> Path:
     """Mean whitened cosine similarity per transform (1 = invariant) as a horizontal bar chart PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 0.35 * len(names) + 1.2), dpi=120)
+    fig = _figure(5, 0.35 * len(names) + 1.2)
+    ax = fig.add_subplot()
     ax.barh(list(names), list(cosines), color="#1f77b4")
     ax.set_xlim(min(0.0, min(cosines)), 1.0)
     ax.invert_yaxis()
     ax.set_xlabel("whitened cosine similarity f(x) vs f(t x)")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
