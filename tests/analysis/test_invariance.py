@@ -54,6 +54,9 @@ def test_settings_follow_the_reference_grids() -> None:
     assert inv.settings_of("rotation", 20)[1] == 18.0  # the paper's k=20
     assert len(inv.settings_of("translation")) == 256
     assert inv.settings_of("translation")[0] == (-0.0625, -0.0625)  # ±16 px of 256
+    for name in ("translation", "shear"):  # ssl-invariances' grids hold the identity (its `original_idx`)
+        assert (0.0, 0.0) in inv.settings_of(name) and (0.0, 0.0) in inv.settings_of(name, 8)
+    assert len(inv.settings_of("translation", 8)) == 4  # int(sqrt(8)) = 2 points per axis
     crops = inv.settings_of("resized_crop")
     assert len(crops) == 256 and crops[0] == (0.0, 0.0, 0.75, 0.75)
     assert inv.settings_of("posterize") == [1, 2, 3, 4, 5, 6, 7]
@@ -76,6 +79,11 @@ def test_transforms_keep_shape_and_dtype_in_2d_and_3d(rng: np.random.Generator) 
     np.testing.assert_array_equal(inv.apply("invert", images, True), 255 - images)
     np.testing.assert_array_equal(inv.apply("rotation", images, 0.0), images)
     np.testing.assert_array_equal(inv.apply("v_flip", volumes, True), volumes[:, :, ::-1])  # per slice: H flips
+    g = np.linspace(0, 255, 64)
+    smooth = (np.add.outer(g, g) / 2).astype(np.uint8)[None, :, :, None]  # 2 grey levels per pixel of shift
+    for setting in inv.settings_of("deform"):
+        moved = np.abs(inv.apply("deform", smooth, setting).astype(int) - smooth).mean()
+        assert 2 < moved < 30  # a visible warp of a few pixels, not the identity
     with pytest.raises(DataError, match="uint8"):
         inv.apply("h_flip", images.astype(np.float32), True)
 

@@ -68,6 +68,7 @@ def test_lpips_arithmetic_equals_torchmetrics_on_random_nets(net: str) -> None:
 
 def test_missing_backbone_weights_name_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    old = torch.hub.get_dir()
     torch.hub.set_dir(str(tmp_path / "torch" / "hub"))
     try:
         path, url = inv.lpips_backbone_file("alex")
@@ -78,7 +79,7 @@ def test_missing_backbone_weights_name_the_file(tmp_path: Path, monkeypatch: pyt
         with pytest.raises(ConfigError, match="Unknown LPIPS network"):
             inv.load_lpips("resnet")
     finally:
-        torch.hub.set_dir(str(Path(torch.hub._get_torch_home()) / "hub"))
+        torch.hub.set_dir(old)
 
 
 def test_present_backbone_weights_load_with_every_linear_key(tmp_path: Path) -> None:
@@ -104,3 +105,25 @@ def test_present_backbone_weights_load_with_every_linear_key(tmp_path: Path) -> 
 def test_dip_size_must_fit_its_scales() -> None:
     with pytest.raises(ConfigError, match="multiple of 64 and at least 128"):
         inv.invert(models.create("small-cnn"), torch.rand(1, 32, 32), iters=1, size=96, crop=64)
+
+
+def test_the_reported_loss_is_that_of_the_returned_reconstruction() -> None:
+    from medtransfer.data.transforms import normalize
+
+    model = models.create("small-cnn")
+    torch.manual_seed(1)
+    small = inv.SkipNet(in_channels=8, out_channels=1, down=(8, 8), up=(8, 8), skip=(2, 2), filters=(3, 3))
+    image = torch.rand(1, 32, 32)
+    state = torch.random.get_rng_state()
+    r = inv.invert(model, image, iters=5, lr=1e-2, size=32, crop=28, net=small)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's random stream is left alone
+    c = model.card.input
+    f = inv.layer4(model.eval())
+
+    def prep(x: torch.Tensor) -> torch.Tensor:
+        return normalize(x, mean=c.mean, std=c.std, normalization=c.normalization)
+
+    with torch.no_grad():
+        mse = torch.nn.functional.mse_loss(f(prep(torch.from_numpy(r.reconstruction)[None])),
+                                           f(prep(torch.from_numpy(r.target)[None])))
+    assert float(mse) == pytest.approx(r.final_loss, rel=1e-4)

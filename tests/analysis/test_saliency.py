@@ -91,6 +91,8 @@ def test_attentive_diffusion_and_pointing_by_hand() -> None:
     m = np.array([[0.0, 0.0], [0.0, 4.0]])
     assert sal.attentive_diffusion(m) == 25.0  # one of four pixels above the mean 1
     assert sal.attentive_diffusion(np.ones((4, 4))) == 0.0
+    for v in (0.1, 0.3, 0.7):  # a flat map's mean may round a bit below its value: still no pixel above it
+        assert sal.attentive_diffusion(np.full((224, 224), v)) == 0.0
     region = np.array([[False, True], [False, True]])
     assert sal.pointing_score(np.array([[1.0, 1.0], [0.0, 2.0]]), region) == 0.75
     with pytest.raises(DataError, match="resize the mask"):
@@ -133,7 +135,9 @@ def test_dataset_convenience_with_masks_and_the_anton_preset() -> None:
     assert r.settings["window"] == 4 and r.diffusion.shape == (2,)
     anton = sal.saliency(model, ds, [1], preset="anton2022", stride=77)
     assert anton.maps.shape == (1, 224, 224) and anton.settings["input_size"] == 242
-    assert anton.settings["window"] == 10
+    assert anton.settings["window"] == 10 and anton.settings["crop"] == (9, 233)
+    wide = sal.saliency(model, ds, [1], preset="anton2022", window=20, stride=111)
+    assert wide.maps.shape == (1, 204, 204) and wide.settings["crop"] == (19, 223)  # the fully covered pixels
     with pytest.raises(DataError, match="rows of"):
         sal.saliency(model, ds, [3])
     with pytest.raises(ConfigError, match="preset"):

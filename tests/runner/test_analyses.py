@@ -31,6 +31,14 @@ def test_options_are_checked_with_the_choices() -> None:
         resolve_options("inversion", {"lpips": ["resnet"]})
     with pytest.raises(ConfigError, match="'n_images'.*positive int"):
         resolve_options("saliency", {"n_images": 0})
+    for options, match in (({"preset": "anton"}, "saliency preset"), ({"window": "3"}, "'window'"),
+                           ({"baseline": "zero"}, "'baseline'")):
+        with pytest.raises(ConfigError, match=match):
+            resolve_options("saliency", options)
+    with pytest.raises(ConfigError, match="'transforms'.*list"):
+        resolve_options("invariance", {"transforms": 5})
+    with pytest.raises(ConfigError, match="'view_pairs'"):
+        resolve_options("invariance", {"view_pairs": "yes"})
     with pytest.raises(ConfigError, match="embedding method"):
         resolve_options("embedding", {"method": "mds"})
 
@@ -75,7 +83,11 @@ def test_invariance_and_inversion_rows() -> None:
         run_analysis("inversion", models.create("resnet18-3d-small"), "phantom3d-organ-28", options={"lpips": []})
 
 
-def test_analyses_in_a_grid_resume_and_fail_alone(tmp_path: Path) -> None:
+def test_analyses_in_a_grid_resume_and_fail_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    # no LPIPS backbone files, whatever this machine's torch hub cache holds
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         "name: a\nmodels: [test-cnn]\ndatasets: [phantom-organ-28]\nprotocols: []\n"

@@ -47,7 +47,8 @@ def embed(features: np.ndarray, labels: np.ndarray | None = None, *, method: str
         raise DataError(f"{len(y)} labels for {len(x)} feature rows; pass one label per row.")
     if standardize:
         sd = x.std(axis=0)
-        x = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        constant = sd <= 1e-9 * np.maximum(np.abs(x).max(axis=0), 1e-300)  # rounding noise, not signal
+        x = np.where(constant, 0.0, (x - x.mean(axis=0)) / np.where(constant, 1.0, sd))
     settings: dict[str, Any] = {"seed": seed, "standardize": standardize}
     if method == "pca":
         from sklearn.decomposition import PCA

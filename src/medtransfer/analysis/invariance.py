@@ -92,7 +92,8 @@ def _grid(k: int, lo: float, hi: float) -> list[float]:
 
 
 def _side(k: int, power: float) -> int:
-    return max(1, int(round(k ** power)))
+    """int(k ** power) as the reference takes it (8 -> 2 for a square root), exact for perfect powers."""
+    return max(1, int(k ** power + 1e-9))
 
 
 def _affine(x: torch.Tensor, **kw: Any) -> torch.Tensor:
@@ -124,8 +125,10 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def _elastic(x: torch.Tensor, p: tuple[float, int]) -> torch.Tensor:
-    """albumentations-style elastic deformation: a smoothed uniform field of magnitude alpha, one per setting,
-    seeded by the setting (the same for every image); sigma and alpha in pixels of a 256-px image, scaled."""
+    """Elastic deformation: a Gaussian-smoothed uniform field (sigma in pixels of a 256-px image, scaled), one per
+    setting, seeded by the setting (the same for every image), rescaled so its largest displacement is
+    `ELASTIC_PEAK` of the image side. (Smoothing alone leaves a sub-pixel field at these sigmas: albumentations'
+    visible warp comes from its affine part.)"""
     sigma, draw = p
     h, w = x.shape[-2:]
     scale = min(h, w) / 256.0
@@ -134,8 +137,9 @@ def _elastic(x: torch.Tensor, p: tuple[float, int]) -> torch.Tensor:
     s = max(sigma * scale, 1e-3)
     kernel = min(2 * int(math.ceil(3 * s)) + 1, 2 * (min(h, w) // 2) - 1)
     field = TF.gaussian_blur(field[:, None], [kernel, kernel], [s, s])[:, 0]
-    alpha = 50.0 * scale  # torchvision's default magnitude at 256 px
-    displacement = torch.stack([field[0] * alpha * 2 / w, field[1] * alpha * 2 / h], dim=-1)[None]
+    field = field / field.abs().amax().clamp_min(1e-12)  # peak 1, then ELASTIC_PEAK of the side in pixels
+    peak = ELASTIC_PEAK * min(h, w)
+    displacement = torch.stack([field[0] * peak * 2 / w, field[1] * peak * 2 / h], dim=-1)[None]
     return TF.elastic(x, displacement, interpolation=TF.InterpolationMode.BILINEAR)
 
 
@@ -150,7 +154,9 @@ class Transform:
 
 
 def _square_grid(k: int, lo: float, hi: float) -> list[tuple[float, float]]:
-    side = _grid(_side(k, 0.5), lo, hi)
+    """ssl-invariances' grid: n = int(sqrt(k)) points linspace(lo, hi, n + 1)[:n] per axis, so (0, 0) is in it."""
+    n = _side(k, 0.5)
+    side = [float(v) for v in np.linspace(lo, hi, n + 1)[:n]]
     return [(a, b) for a in side for b in side]
 
 
@@ -161,6 +167,7 @@ def _crop_grid(k: int) -> list[tuple[float, float, float, float]]:
 
 
 _SHIFT = (1 - 224 / 256) / 2  # the reference's ±16 px of 256
+ELASTIC_PEAK = 0.05  # largest elastic displacement, as a share of the image side (13 px at 256)
 
 
 TRANSFORMS: dict[str, Transform] = {t.name: t for t in [
@@ -268,7 +275,7 @@ def sample_index(n: int, n_images: int, seed: int) -> np.ndarray:
 
 def invariance(model: nn.Module, dataset: ImageDataset, transform: str, stats: Whitening, *, k: int | None = None,
                n_images: int = 100, seed: int = 0, batch_size: int = 64, device: str | torch.device | None = None,
-               tick: Callable[[int], None] | None = None) -> InvarianceResult:
+               tick: Callable[[int], None] | None = None, input_size: int | None = None) -> InvarianceResult:
     """Whitened cosine and Mahalanobis distance between f(x) and f(t x) for `n_images` seeded images of `dataset`
     and every setting t of `transform`; `stats` from `Whitening.fit` on the same model's features."""
     from medtransfer.features import default_device, resolve_contract
@@ -276,7 +283,7 @@ def invariance(model: nn.Module, dataset: ImageDataset, transform: str, stats: W
     settings = settings_of(transform, k)
     dev = default_device(device)
     model = model.eval().to(dev)
-    contract = resolve_contract(model)
+    contract = resolve_contract(model, input_size)
     index = sample_index(len(dataset), n_images, seed)
     images = dataset.images(index)
     if not isinstance(images, np.ndarray):
@@ -298,7 +305,7 @@ def invariance(model: nn.Module, dataset: ImageDataset, transform: str, stats: W
 
 def multiview_invariance(model: nn.Module, view_a: ImageDataset, view_b: ImageDataset, stats: Whitening, *,
                          n_images: int = 100, seed: int = 0, batch_size: int = 64,
-                         device: str | torch.device | None = None) -> InvarianceResult:
+                         device: str | torch.device | None = None, input_size: int | None = None) -> InvarianceResult:
     """Whitened cosine and Mahalanobis distance between two views of the same subjects: row i of `view_a` and row i
     of `view_b` (a lateral and a frontal radiograph of one study, two eyes of one patient, two draws of a phantom)."""
     from medtransfer.features import default_device, resolve_contract
@@ -308,7 +315,7 @@ def multiview_invariance(model: nn.Module, view_a: ImageDataset, view_b: ImageDa
                         f"{len(view_b)}.")
     dev = default_device(device)
     model = model.eval().to(dev)
-    contract = resolve_contract(model)
+    contract = resolve_contract(model, input_size)
     index = sample_index(len(view_a), n_images, seed)
     fa = _features(model, np.asarray(view_a.images(index)), contract, batch_size, dev)
     fb = _features(model, np.asarray(view_b.images(index)), contract, batch_size, dev)

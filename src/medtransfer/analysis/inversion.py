@@ -103,14 +103,16 @@ class SkipNet(nn.Module):
 
 @dataclass(frozen=True)
 class InversionResult:
-    """A reconstruction (C, S, S) in [0, 1], the target it inverts (same shape), and the loss per iteration."""
+    """A reconstruction (C, S, S) in [0, 1], the target it inverts (same shape), the loss per iteration, and the
+    layer-4 MSE of the returned (clipped) reconstruction itself."""
 
     reconstruction: np.ndarray
     target: np.ndarray
     losses: np.ndarray
+    final_loss: float
 
 
-def layer4(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+def layer4(model: nn.Module) -> nn.Sequential:
     """The model's last-stage feature map (ResNet layer4, DenseNet's last block, the last stage of small stems)."""
     from medtransfer.models.encoders import encoder_stages
 
@@ -139,8 +141,8 @@ def invert(model: nn.Module, image: torch.Tensor, *, iters: int = 1000, lr: floa
                         f"range [{float(image.min()):.3g}, {float(image.max()):.3g}].")
     dev = default_device(device)
     contract = resolve_contract(model)
-    model = copy.deepcopy(model)  # frozen here; the caller's model keeps its own requires_grad flags
-    features = layer4(model.eval().to(dev))
+    model = copy.deepcopy(model).cpu()  # frozen here; the caller's model keeps its own flags and device
+    features = layer4(model.eval()).to(dev)  # the stages are probed on the CPU, then moved
     for p in model.parameters():
         p.requires_grad_(False)
 
@@ -152,8 +154,9 @@ def invert(model: nn.Module, image: torch.Tensor, *, iters: int = 1000, lr: floa
     with torch.no_grad():
         goal = features(prepare(target))
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    dip = (net or SkipNet(out_channels=target.shape[1])).to(dev).train()
+    with torch.random.fork_rng(devices=[]):  # a seeded init that leaves the caller's random state alone
+        torch.manual_seed(seed)
+        dip = (net or SkipNet(out_channels=target.shape[1])).to(dev).train()
     scales = getattr(dip, "scales", 0)
     if size % 2 ** scales or size // 2 ** scales < 2:  # batch norm needs more than one value at the bottom
         raise ConfigError(f"The DIP output size ({size}) must be a multiple of {2 ** scales} and at least "
@@ -171,9 +174,10 @@ def invert(model: nn.Module, image: torch.Tensor, *, iters: int = 1000, lr: floa
         losses[i] = float(loss.detach())
         if tick is not None:
             tick(1)
-    with torch.no_grad():
-        out = dip.eval()(z)[:, :, top:top + crop, top:top + crop].clamp(0, 1)
-    return InversionResult(out[0].cpu().numpy(), target[0].cpu().numpy(), losses)
+    with torch.no_grad():  # in train mode, as it was optimised (batch statistics, as DIP keeps them)
+        out = dip(z)[:, :, top:top + crop, top:top + crop].clamp(0, 1)
+        final = float(F.mse_loss(features(prepare(out)), goal))
+    return InversionResult(out[0].cpu().numpy(), target[0].cpu().numpy(), losses, final)
 
 
 def _in_channels(net: nn.Module) -> int:

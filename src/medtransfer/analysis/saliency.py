@@ -28,8 +28,8 @@ from medtransfer.models.card import InputContract
 # Anton et al.: images resized and centre-cropped to 242, a 10-px window, the map cropped to [9:233] (224 px): the
 # pixels that every one of the 10 x 10 windows covering them could reach.
 PRESETS: dict[str, dict[str, Any]] = {
-    "default": {"input_size": None, "window": None, "stride": 1, "crop": None},
-    "anton2022": {"input_size": 242, "window": 10, "stride": 1, "crop": (9, 233)},
+    "default": {"input_size": None, "window": None, "stride": 1, "crop": False},
+    "anton2022": {"input_size": 242, "window": 10, "stride": 1, "crop": True},
 }
 
 
@@ -160,7 +160,10 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, window: int = 10, stri
 def attentive_diffusion(saliency: np.ndarray) -> float:
     """100 · (#pixels above the map's mean) / #pixels: how widely a model's attention spreads (low = focused)."""
     m = np.asarray(saliency, dtype=np.float64)
-    return 100.0 * float(np.count_nonzero(m > m.mean())) / m.size
+    span = float(m.max() - m.min()) if m.size else 0.0
+    if span <= 1e-12 * max(float(np.abs(m).max(initial=0.0)), 1e-300):
+        return 0.0  # a flat map: no pixel is above its mean (whatever the mean's last bit says)
+    return 100.0 * float(np.count_nonzero(m > m.mean() + 1e-12 * span)) / m.size
 
 
 def pointing_score(saliency: np.ndarray, region: np.ndarray) -> float:
@@ -234,11 +237,14 @@ def _resize_regions(regions: np.ndarray, contract: InputContract) -> np.ndarray:
 
 def saliency(model: nn.Module, dataset: ImageDataset, index: Sequence[int] | np.ndarray, *, preset: str = "default",
              window: int | None = None, stride: int | None = None, baseline: float = 0.0, batch_size: int = 256,
-             device: str | torch.device | None = None, tick: Callable[[int], None] | None = None) -> SaliencyResult:
+             input_size: int | None = None, device: str | torch.device | None = None,
+             tick: Callable[[int], None] | None = None) -> SaliencyResult:
     """Occlusion maps of ``dataset`` rows `index`, prepared by the model card (input size from the preset when it
     names one), with attentive diffusion and, where the dataset has masks, the pointing score.
 
     The default window is a tenth of the image side (at least 2 px), as 10 px is of Anton et al.'s 242 px.
+    `input_size` overrides the model card's (a preset's own input size comes first). A preset's crop keeps the pixels
+    every window covering them can reach, [window - 1, size - window + 1), for whatever window is used.
     """
     from medtransfer.features import resolve_contract
 
@@ -249,7 +255,7 @@ def saliency(model: nn.Module, dataset: ImageDataset, index: Sequence[int] | np.
     if index.ndim != 1 or not len(index) or index.min() < 0 or index.max() >= len(dataset):
         raise DataError(f"Saliency indices must be a non-empty list of rows of {dataset!r} (0..{len(dataset) - 1}). "
                         f"Got {index.tolist()} instead.")
-    contract = resolve_contract(model, p["input_size"])
+    contract = resolve_contract(model, p["input_size"] or input_size)
     x = preprocess(dataset.images(index), **dataclasses.asdict(contract))
     side = min(x.shape[2:])
     window = window if window is not None else p["window"] or max(2, side // 10)
@@ -260,8 +266,8 @@ def saliency(model: nn.Module, dataset: ImageDataset, index: Sequence[int] | np.
     regions = region_of_interest(dataset, index)
     if regions is not None:
         regions = _resize_regions(regions, contract)
-    if p["crop"] is not None:
-        lo, hi = p["crop"]
+    if p["crop"]:
+        lo, hi = window - 1, side - window + 1  # (9, 233) for anton2022's window 10 at 242 px
         crop = (slice(None),) + (slice(lo, hi),) * (x.dim() - 2)
         maps, shown = maps[crop], shown[crop]
         regions = regions[crop] if regions is not None else None
@@ -272,4 +278,4 @@ def saliency(model: nn.Module, dataset: ImageDataset, index: Sequence[int] | np.
                           diffusion=np.array([attentive_diffusion(m) for m in maps]), pointing=pointing,
                           settings={"preset": preset, "window": int(window), "stride": int(stride),
                                     "baseline": float(baseline), "input_size": contract.input_size,
-                                    "crop": p["crop"]})
+                                    "crop": (window - 1, side - window + 1) if p["crop"] else None})

@@ -79,7 +79,7 @@ def histogram_equalize(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
     safe = torch.where(flat_ok, width, torch.ones_like(width))
     pos = (flat - lo) / safe  # position in bin widths
     idx = pos.floor().clamp_(0, bins - 1).long()  # the last bin includes its right edge, as np.histogram's
-    counts = torch.zeros(len(x), bins, dtype=torch.float64).scatter_add_(1, idx, torch.ones_like(flat))
+    counts = torch.zeros(len(x), bins, dtype=torch.float64, device=x.device).scatter_add_(1, idx, torch.ones_like(flat))
     cdf = 255 * counts.cumsum(1) / counts.sum(1, keepdim=True)  # (B, bins)
     left = pos.floor().clamp_(0, bins - 1)
     frac = (pos - left).clamp_(0, 1)

@@ -58,15 +58,23 @@ def resolve_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]
 
         if isinstance(opts["transforms"], str):
             opts["transforms"] = [opts["transforms"]]
+        if not isinstance(opts["transforms"], list):
+            raise ConfigError(f"The 'transforms' option of analysis 'invariance' must be a list of names. Got "
+                              f"{opts['transforms']!r} instead.")
         for t in opts["transforms"]:
-            get_transform(t)
+            get_transform(str(t))
     if name == "inversion":
         from medtransfer.analysis.inversion import LPIPS_NETS
 
-        opts["lpips"] = [opts["lpips"]] if isinstance(opts["lpips"], str) else list(opts["lpips"])
+        if isinstance(opts["lpips"], str):
+            opts["lpips"] = [opts["lpips"]]
+        if not isinstance(opts["lpips"], list):
+            raise ConfigError(f"The 'lpips' option of analysis 'inversion' must be a list of networks. Got "
+                              f"{opts['lpips']!r} instead.")
         bad = [n for n in opts["lpips"] if n not in LPIPS_NETS]
         if bad:
             raise ConfigError(f"Unknown LPIPS network(s) {bad}; choose from {list(LPIPS_NETS)} (or lpips=[] for none).")
+    _check_types(name, opts)
     if name == "embedding" and opts["method"] not in ("pca", "tsne", "umap"):
         raise ConfigError(f"Unknown embedding method {opts['method']!r}; choose pca, tsne or umap.")
     for key in ("n_images", "k", "iters", "max_points", "stride", "batch_size"):
@@ -74,6 +82,31 @@ def resolve_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ConfigError(f"The {key!r} option of analysis {name!r} must be a positive int. Got {v!r} instead.")
     return opts
+
+
+def _check_types(name: str, opts: dict[str, Any]) -> None:
+    """Presets, the window, the baseline, transform lists and flags: named errors instead of a failing cell."""
+    from medtransfer.analysis.saliency import PRESETS
+
+    def fail(key: str, expected: str) -> ConfigError:
+        return ConfigError(f"The {key!r} option of analysis {name!r} must be {expected}. Got {opts[key]!r} instead.")
+
+    if name == "saliency":
+        if opts["preset"] not in PRESETS:
+            raise ConfigError(f"Unknown saliency preset {opts['preset']!r}; choose one of {list(PRESETS)}.")
+        w = opts["window"]
+        if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
+            raise fail("window", "a positive int or null (a tenth of the image side)")
+        if isinstance(opts["baseline"], bool) or not isinstance(opts["baseline"], (int, float)):
+            raise fail("baseline", "a number (the occluder's value after normalisation)")
+    if name == "invariance":
+        if not isinstance(opts["view_pairs"], bool):
+            raise fail("view_pairs", "true or false")
+    for key in ("transforms", "lpips"):
+        if key in opts and not (isinstance(opts[key], list) and all(isinstance(t, str) for t in opts[key])):
+            raise fail(key, "a list of names")
+    if "split" in opts and not isinstance(opts["split"], str):
+        raise fail("split", "a split name (train, val, test)")
 
 
 def _mean_ci(values: np.ndarray, seed: int, n_boot: int = 1000) -> tuple[float, float | None, float | None, int]:
@@ -108,14 +141,16 @@ def _sample(n: int, k: int, seed: int) -> np.ndarray:
 
 def run_analysis(name: str, model: nn.Module, dataset: str, *, seed: int = 0, options: dict[str, Any] | None = None,
                  data_root: str | Path | None = None, dataset_options: dict[str, Any] | None = None,
-                 figures: Path | None = None, progress: bool = False, batch_size: int = 128) -> AnalysisOutcome:
+                 figures: Path | None = None, progress: bool = False, batch_size: int = 128,
+                 input_size: int | None = None) -> AnalysisOutcome:
     """Run analysis `name` of `model` on `dataset`; its pictures go to files named ``<figures>-*.png`` (None: none).
 
-    `seed` draws the images analysed (and the covariance sample, t-SNE's start)."""
+    `seed` draws the images analysed (and the covariance sample, t-SNE's start); `input_size` overrides the model
+    card's, as a grid's `input_size` does for every cell (inversion keeps the reference's 224-px crop)."""
     opts = resolve_options(name, options)
     run = {"saliency": _saliency, "invariance": _invariance, "inversion": _inversion, "embedding": _embedding}[name]
     return run(model, dataset, opts, seed=seed, data_root=data_root, dataset_options=dataset_options or {},
-               figures=figures, progress=progress, batch_size=batch_size)
+               figures=figures, progress=progress, batch_size=batch_size, input_size=input_size)
 
 
 def _ticker(label: str, total: int, unit: str, progress: bool) -> tuple[Callable[[int], None], Callable[[], None]]:
@@ -138,8 +173,8 @@ def _ticker(label: str, total: int, unit: str, progress: bool) -> tuple[Callable
 
 
 def _saliency(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: int, data_root: Any,
-              dataset_options: dict[str, Any], figures: Path | None, progress: bool, batch_size: int
-              ) -> AnalysisOutcome:
+              dataset_options: dict[str, Any], figures: Path | None, progress: bool, batch_size: int,
+              input_size: int | None) -> AnalysisOutcome:
     from medtransfer.analysis import saliency as sal
 
     ds = _load(dataset, opts["split"], data_root, dataset_options)
@@ -153,11 +188,11 @@ def _saliency(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: int
         index = np.sort(has[np.random.default_rng(seed).permutation(len(has))[:opts["n_images"]]]) if len(has) \
             else index
     side = int(np.asarray(ds.images(index[:1]))[0].shape[0])
-    n_pos = _positions_count(opts, side, int(card_of(model).dims))
+    n_pos = _positions_count(opts, input_size or card_of(model).input.input_size or side, int(card_of(model).dims))
     tick, done = _ticker(f"saliency {card_of(model).name} / {dataset}", n_pos * len(index), "occlusions", progress)
     try:
         r = sal.saliency(model, ds, index, preset=opts["preset"], window=opts["window"], stride=opts["stride"],
-                         baseline=opts["baseline"], batch_size=opts["batch_size"], tick=tick)
+                         baseline=opts["baseline"], batch_size=opts["batch_size"], input_size=input_size, tick=tick)
     finally:
         done()
     split = opts["split"]
@@ -190,23 +225,23 @@ def _figure_path(prefix: Path, what: str) -> Path:
 
 
 def _features(model: nn.Module, dataset: str, split: str, *, data_root: Any, dataset_options: dict[str, Any],
-              batch_size: int, progress: bool) -> Any:
+              batch_size: int, progress: bool, input_size: int | None) -> Any:
     from medtransfer.features import extract
 
     ds = _load(dataset, split, data_root, dataset_options)
-    return ds, extract(model, ds, batch_size=batch_size, bf16=False, progress=progress)
+    return ds, extract(model, ds, batch_size=batch_size, bf16=False, input_size=input_size, progress=progress)
 
 
 def _invariance(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: int, data_root: Any,
-                dataset_options: dict[str, Any], figures: Path | None, progress: bool, batch_size: int
-                ) -> AnalysisOutcome:
+                dataset_options: dict[str, Any], figures: Path | None, progress: bool, batch_size: int,
+                input_size: int | None) -> AnalysisOutcome:
     from medtransfer.analysis import invariance as inv
 
     if opts["view_pairs"] and not mdata.get_card(dataset).extra.get("view_pairs"):
         raise ConfigError(f"Dataset {dataset!r} declares no view pairs, so view_pairs=true has nothing to compare; "
                           "use a dataset whose card has them (the phantoms: a second noise draw of each scene).")
     _, cov_feats = _features(model, dataset, opts["cov_split"], data_root=data_root, dataset_options=dataset_options,
-                             batch_size=batch_size, progress=progress)
+                             batch_size=batch_size, progress=progress, input_size=input_size)
     stats = inv.Whitening.fit(np.asarray(cov_feats.x), seed=seed)  # the features come from the cache when present
     ds = _load(dataset, opts["split"], data_root, dataset_options)
     n = min(opts["n_images"], len(ds))
@@ -216,13 +251,13 @@ def _invariance(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: i
     try:
         for t in opts["transforms"]:
             results[t] = inv.invariance(model, ds, t, stats, k=_k(t, opts), n_images=n, seed=seed,
-                                        batch_size=min(batch_size, 64), tick=tick)
+                                        batch_size=min(batch_size, 64), tick=tick, input_size=input_size)
     finally:
         done()
     if opts["view_pairs"]:
         second = _load(dataset, opts["split"], data_root, {**dataset_options, "view": 1})
         results["multi-view"] = inv.multiview_invariance(model, ds, second, stats, n_images=n, seed=seed,
-                                                         batch_size=min(batch_size, 64))
+                                                         batch_size=min(batch_size, 64), input_size=input_size)
     rows = []
     for t, r in results.items():
         rows.append(ResultRow(f"invariance:{t}", opts["split"], r.mean_cosine, None, None, r.n_images))
@@ -248,8 +283,8 @@ def _k(transform: str, opts: dict[str, Any]) -> int | None:
 
 
 def _inversion(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: int, data_root: Any,
-               dataset_options: dict[str, Any], figures: Path | None, progress: bool, batch_size: int
-               ) -> AnalysisOutcome:
+               dataset_options: dict[str, Any], figures: Path | None, progress: bool, batch_size: int,
+               input_size: int | None) -> AnalysisOutcome:
     import torch
 
     from medtransfer.analysis import inversion as inv
@@ -272,8 +307,8 @@ def _inversion(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: in
         done()
     targets = torch.from_numpy(np.stack([r.target for r in results]))
     recons = torch.from_numpy(np.stack([r.reconstruction for r in results]))
-    rows = [_row("feature_mse", opts["split"], np.array([r.losses[-1] for r in results]), seed)]
-    extra = {"index": index.tolist(), "final_loss": [float(r.losses[-1]) for r in results]}
+    rows = [_row("feature_mse", opts["split"], np.array([r.final_loss for r in results]), seed)]
+    extra = {"index": index.tolist(), "final_loss": [r.final_loss for r in results]}
     scores = {net: inv.perceptual_distance(targets, recons, m) for net, m in modules.items()}
     for net, s in scores.items():
         rows.append(_row(f"lpips_{net}", opts["split"], s, seed))
@@ -289,20 +324,22 @@ def _inversion(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: in
 
 
 def _embedding(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: int, data_root: Any,
-               dataset_options: dict[str, Any], figures: Path | None, progress: bool, batch_size: int
-               ) -> AnalysisOutcome:
+               dataset_options: dict[str, Any], figures: Path | None, progress: bool, batch_size: int,
+               input_size: int | None) -> AnalysisOutcome:
     from sklearn.metrics import silhouette_score
 
     from medtransfer.analysis.embedding import embed
 
     ds, feats = _features(model, dataset, opts["split"], data_root=data_root, dataset_options=dataset_options,
-                          batch_size=batch_size, progress=progress)
+                          batch_size=batch_size, progress=progress, input_size=input_size)
     keep = _sample(len(feats.x), opts["max_points"], seed)
     labels = np.asarray(feats.y)[keep]
-    labels = labels if labels.ndim == 1 else labels.argmax(axis=1)  # multi-label: coloured by the first positive
+    multi_label = labels.ndim > 1
+    if multi_label:  # coloured by the first positive label; -1 (drawn as "-1") for rows with none
+        labels = np.where(labels.any(axis=1), labels.argmax(axis=1), -1)
     e = embed(np.asarray(feats.x)[keep], labels, method=opts["method"], seed=seed)
     rows = []
-    if 2 <= len(np.unique(labels)) < len(labels):
+    if not multi_label and 2 <= len(np.unique(labels)) < len(labels):  # no silhouette for multi-label classes
         rows.append(ResultRow(f"silhouette_{opts['method']}", opts["split"],
                               float(silhouette_score(e.coords, labels)), None, None, len(labels)))
     extra = {"settings": e.settings, "n_points": len(keep)}  # the rows are in the CSV beside the plot

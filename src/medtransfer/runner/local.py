@@ -129,7 +129,8 @@ def _analysis_cell(spec: GridSpec, store: ResultStore, cell: Cell, model: nn.Mod
 
     out = run_analysis(cell.protocol, model, cell.dataset, seed=cell.seed, options=cell.config["analysis_options"],
                        data_root=spec.data_root, dataset_options=spec.dataset_options.get(cell.dataset, {}),
-                       figures=figure_path(store, cell), progress=progress, batch_size=spec.batch_size)
+                       figures=figure_path(store, cell), progress=progress, batch_size=spec.batch_size,
+                       input_size=spec.input_size)
     return out.rows, {"analysis": out.extra, "files": out.files}
 
 
