@@ -24,6 +24,8 @@ datasets_app = typer.Typer(help="Datasets: list, info, unpack.", no_args_is_help
 models_app = typer.Typer(help="Models: list, info, fetch, convert.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(models_app, name="models")
+results_app = typer.Typer(help="Results stores: show, export.", no_args_is_help=True)
+app.add_typer(results_app, name="results")
 # Piped output (CI logs, files) has no terminal width; 160 columns keep the results table on one line per row,
 # and progress bars are drawn only on a terminal.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -323,6 +325,62 @@ def analyze(args: Annotated[list[str], typer.Argument(
     console.print(table)
     for f in [*outcome.files, str(json_path)]:
         console.print(f"wrote {f}")
+
+
+EXPORT_FORMATS = ("csv", "parquet", "json")
+
+
+def _filters(model: str | None, dataset: str | None, protocol: str | None, metric: str | None) -> dict[str, str]:
+    return {k: v for k, v in (("model", model), ("dataset", dataset), ("protocol", protocol), ("metric", metric))
+            if v is not None}
+
+
+@results_app.command("export")
+def results_export(store: Annotated[Path, typer.Argument(help="results store, e.g. runs/default.sqlite")],
+                   fmt: Annotated[str, typer.Option("--format", help="csv, parquet or json")] = "csv",
+                   out: Annotated[Path | None, typer.Option("-o", "--out", help="output file (default: the store's "
+                                                            "name with the format's suffix)")] = None,
+                   model: str | None = None, dataset: str | None = None, protocol: str | None = None,
+                   metric: str | None = None) -> None:
+    """Write a store's results (one row per cell, metric and split, with CIs and provenance) to a file."""
+    from medtransfer.runner.store import ResultStore
+
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"Unknown export format {fmt!r}; choose one of {list(EXPORT_FORMATS)}.")
+    target = out or store.with_suffix(f".{fmt}")
+    if target.resolve() == store.resolve():
+        raise ConfigError(f"The export would overwrite the store {str(store)!r}; pass another -o FILE.")
+    filters = _filters(model, dataset, protocol, metric)
+    st = ResultStore.open_read_only(store)
+    try:
+        n = len(st.results(**filters))
+        if not n:
+            matching = f" matching {filters}" if filters else ""
+            raise ConfigError(f"The store {str(store)!r} holds no results{matching}; nothing was written. Run "
+                              "`medtransfer bench` into it first.")
+        path = {"csv": st.to_csv, "parquet": st.to_parquet, "json": st.to_json}[fmt](target, **filters)
+    finally:
+        st.close()
+    console.print(f"wrote {n} rows to {path}")
+
+
+@results_app.command("show")
+def results_show(store: Annotated[Path, typer.Argument(help="results store, e.g. runs/default.sqlite")],
+                 model: str | None = None, dataset: str | None = None, protocol: str | None = None,
+                 metric: str | None = None) -> None:
+    """Print a store's results table (models as columns), read-only."""
+    from medtransfer.report import results_table
+    from medtransfer.runner.store import ResultStore
+
+    st = ResultStore.open_read_only(store)
+    try:
+        rows = st.results(**_filters(model, dataset, protocol, metric))
+    finally:
+        st.close()
+    if not rows:
+        raise ConfigError(f"The store {str(store)!r} holds no results (matching the filters); run `medtransfer "
+                          "bench` into it first.")
+    console.print(results_table(rows, title=f"medtransfer results: {store}"))
 
 
 @app.command("pretrain")

@@ -299,3 +299,83 @@ def test_versions_does_not_import_torch() -> None:
     code = LOAD_STORE + "v = S.versions(); assert v['numpy'] and v['torch'] and 'torch' not in sys.modules, v"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     subprocess.run([sys.executable, "-c", code, store_module.__file__], check=True, env=env, timeout=60)
+
+
+# ---------------------------------------------------------------- read-only opening and exports
+
+
+def test_read_only_opening_refuses_foreign_files_and_changes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="No results store at"):
+        ResultStore.open_read_only(tmp_path / "missing.sqlite")
+    assert not (tmp_path / "missing.sqlite").exists()
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE patients (id INTEGER)")
+    before = foreign.read_bytes()
+    with pytest.raises(StoreError, match="not a medtransfer results store.*not changed"):
+        ResultStore.open_read_only(foreign)
+    assert foreign.read_bytes() == before
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match="not a medtransfer results store"):
+        ResultStore.open_read_only(junk)
+    assert junk.read_bytes() == b"not a database at all" * 100
+
+
+def test_read_only_store_reads_and_cannot_write(store: ResultStore) -> None:
+    store.start(_cell(0))
+    store.finish("cell000", ROWS, weights_sha256=None)
+    ro = ResultStore.open_read_only(store.path)
+    try:
+        assert ro.results() == store.results()
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            ro.start(_cell(1))
+    finally:
+        ro.close()
+
+
+def test_cli_exports_csv_parquet_json_and_shows(store: ResultStore, tmp_path: Path) -> None:
+    import csv
+    import json
+
+    from typer.testing import CliRunner
+
+    from medtransfer.cli import app
+
+    store.start(_cell(0))
+    store.finish("cell000", ROWS, weights_sha256=None)
+    expected = [r["value"] for r in store.results()]
+    run = CliRunner()
+    out = run.invoke(app, ["results", "export", str(store.path), "--format", "csv", "-o", str(tmp_path / "r.csv")])
+    assert out.exit_code == 0, out.output
+    with open(tmp_path / "r.csv") as f:
+        assert [float(r["value"]) for r in csv.DictReader(f)] == expected
+    out = run.invoke(app, ["results", "export", str(store.path), "--format", "json", "-o", str(tmp_path / "r.json")])
+    assert out.exit_code == 0 and [r["value"] for r in json.loads((tmp_path / "r.json").read_text())] == expected
+    pd = pytest.importorskip("pandas", reason="pandas (the parquet extra) is not installed")
+    pytest.importorskip("pyarrow", reason="pyarrow (the parquet extra) is not installed")
+    out = run.invoke(app, ["results", "export", str(store.path), "--format", "parquet", "-o",
+                           str(tmp_path / "r.parquet"), "--metric", ROWS[0].metric])
+    assert out.exit_code == 0, out.output
+    assert pd.read_parquet(tmp_path / "r.parquet")["metric"].unique().tolist() == [ROWS[0].metric]
+    shown = run.invoke(app, ["results", "show", str(store.path)])
+    assert shown.exit_code == 0 and ROWS[0].metric in shown.stdout
+
+
+def test_cli_export_errors_are_clear(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medtransfer.cli import app
+
+    run = CliRunner()
+    empty = tmp_path / "empty.sqlite"
+    ResultStore(empty).close()
+    out = run.invoke(app, ["results", "export", str(empty)])
+    assert out.exit_code != 0 and "holds no results" in str(out.exception)
+    assert not (tmp_path / "empty.csv").exists()
+    out = run.invoke(app, ["results", "export", str(empty), "--format", "xlsx"])
+    assert "Unknown export format 'xlsx'" in str(out.exception)
+    out = run.invoke(app, ["results", "export", str(empty), "-o", str(empty)])
+    assert "would overwrite the store" in str(out.exception)
+    out = run.invoke(app, ["results", "show", str(tmp_path / "nope.sqlite")])
+    assert "No results store at" in str(out.exception) and not (tmp_path / "nope.sqlite").exists()

@@ -185,6 +185,34 @@ class ResultStore:
             self._conn.close()
             raise
 
+    @classmethod
+    def open_read_only(cls, path: str | Path, *, timeout: float = 30.0) -> ResultStore:
+        """An existing store, opened read-only: for exports and reports, which must never create, migrate or
+        write a file. A missing file, a file that is not a medtransfer store (a foreign SQLite database, a
+        corrupted file) or a newer schema is a StoreError, and the file is left exactly as it was."""
+        path = Path(path)
+        if not path.is_file():
+            raise StoreError(f"No results store at {str(path)!r}. Run `medtransfer bench [SPEC] --store {path}` "
+                             "first, or pass the path of an existing store.")
+        self = cls.__new__(cls)
+        self.path = path
+        self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout,
+                                     isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            self._conn.execute("SELECT cell_id FROM results LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as e:
+            self._conn.close()
+            raise StoreError(f"{str(path)!r} is not a medtransfer results store ({e}); it was not changed. Pass "
+                             "the path of a store written by `medtransfer bench`.") from e
+        if row is None or int(row["value"]) > SCHEMA_VERSION:
+            self._conn.close()
+            found = "no schema version" if row is None else f"schema version {row['value']}"
+            raise StoreError(f"Results store {str(path)!r} has {found}; this medtransfer reads versions up to "
+                             f"{SCHEMA_VERSION}. Upgrade medtransfer (pip install -U medtransfer).")
+        return self
+
     def _setup(self, timeout: float) -> None:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
@@ -356,6 +384,13 @@ class ResultStore:
             writer.writerow(_RESULT_COLUMNS)
             for row in self._select_results(filters):
                 writer.writerow([_csv_field(row[c]) for c in _RESULT_COLUMNS])
+        return path
+
+    def to_json(self, path: str | Path, **filters: Any) -> Path:
+        """Write the (filtered) results as a JSON list of row objects (versions as an object)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.results(**filters), indent=1, default=_json_default))
         return path
 
     def to_parquet(self, path: str | Path, **filters: Any) -> Path:
