@@ -140,3 +140,14 @@ def test_multi_view_invariance_on_phantom_view_pairs() -> None:
     with pytest.raises(ConfigError, match="declares no view pairs"):
         run_analysis("invariance", model, "breastmnist", options={"view_pairs": True, "transforms": ["h_flip"]},
                      data_root="/nonexistent")
+
+
+def test_saliency_draws_images_that_hold_a_lesion() -> None:
+    from medtransfer import data
+    from medtransfer.runner.analyses import _with_region
+
+    ds = data.load("phantom-binary-28", "test", n=40)
+    index = _with_region(ds, 5, seed=0)
+    assert len(index) == 5 and np.all(ds.labels[index] == 1)  # label 1: the image holds a lesion
+    np.testing.assert_array_equal(index, _with_region(ds, 5, seed=0))
+    assert len(_with_region(ds, 40, seed=0)) == 40  # fewer lesion images than asked: the seeded rows, all of them

@@ -178,15 +178,7 @@ def _saliency(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: int
     from medtransfer.analysis import saliency as sal
 
     ds = _load(dataset, opts["split"], data_root, dataset_options)
-    index = _sample(len(ds), opts["n_images"], seed)
-    roi = sal.region_of_interest(ds, index)
-    if roi is not None and roi.reshape(len(index), -1).any(axis=1).sum() < len(index):
-        # prefer images that hold a region of interest (a lesion), so the pointing score has something to point at
-        all_roi = sal.region_of_interest(ds, np.arange(len(ds)))
-        assert all_roi is not None
-        has = np.flatnonzero(all_roi.reshape(len(ds), -1).any(axis=1))
-        index = np.sort(has[np.random.default_rng(seed).permutation(len(has))[:opts["n_images"]]]) if len(has) \
-            else index
+    index = _with_region(ds, opts["n_images"], seed)
     side = int(np.asarray(ds.images(index[:1]))[0].shape[0])
     n_pos = _positions_count(opts, input_size or card_of(model).input.input_size or side, int(card_of(model).dims))
     tick, done = _ticker(f"saliency {card_of(model).name} / {dataset}", n_pos * len(index), "occlusions", progress)
@@ -209,6 +201,27 @@ def _saliency(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: int
 
         saliency_overlays(files[-1], list(r.images[:4]), list(r.maps[:4]))
     return AnalysisOutcome(rows, extra, files)
+
+
+def _with_region(ds: Any, n: int, seed: int) -> np.ndarray:
+    """`n` seeded rows, preferring rows whose masks hold a region of interest (a lesion) so the pointing score has
+    something to point at: the seeded order is scanned in chunks until `n` such rows are found (all rows when the
+    dataset has no masks, or too few regions)."""
+    from medtransfer.analysis.saliency import region_of_interest
+
+    order = np.random.default_rng(seed).permutation(len(ds))
+    if region_of_interest(ds, order[:1]) is None:
+        return np.sort(order[:n])
+    found: list[int] = []
+    for lo in range(0, len(order), 256):
+        chunk = order[lo:lo + 256]
+        roi = region_of_interest(ds, np.sort(chunk))
+        assert roi is not None
+        has = set(np.sort(chunk)[roi.reshape(len(chunk), -1).any(axis=1)].tolist())
+        found += [int(i) for i in chunk if int(i) in has][:n - len(found)]
+        if len(found) == n:
+            break
+    return np.sort(np.array(found if len(found) == n else order[:n], dtype=np.int64))
 
 
 def _positions_count(opts: dict[str, Any], side: int, dims: int) -> int:
