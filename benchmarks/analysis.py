@@ -155,12 +155,11 @@ def invariance(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def _ci(values: np.ndarray, seed: int = 0) -> list[float]:
-    from medtransfer.protocols.metrics import bootstrap_indices
+def _ci(values: np.ndarray, seed: int = 0) -> list[float | None]:
+    """The bootstrap 95% interval of the mean over images, as the store's analysis rows carry it."""
+    from medtransfer.runner.analyses import _mean_ci
 
-    v = values[np.isfinite(values)]
-    means = v[bootstrap_indices(len(v), n_boot=1000, seed=seed)].mean(axis=1)
-    return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
+    return list(_mean_ci(values, seed)[1:3])
 
 
 def pointing(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torch import nn
 
+from medtransfer.analysis import sample_index
 from medtransfer.data.base import ImageDataset
 from medtransfer.errors import ConfigError, DataError
 from medtransfer.registry import did_you_mean
@@ -266,24 +267,30 @@ def _features(model: nn.Module, images: np.ndarray, contract: Any, batch_size: i
     return np.concatenate(parts).astype(np.float64)
 
 
-def sample_index(n: int, n_images: int, seed: int) -> np.ndarray:
-    """`n_images` distinct rows of `n` (all when fewer), seeded, sorted."""
-    if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
-        raise ConfigError(f"The 'n_images' of an invariance analysis must be a positive int. Got {n_images!r}.")
-    return np.sort(np.random.default_rng(seed).permutation(n)[:n_images])
-
-
 def invariance(model: nn.Module, dataset: ImageDataset, transform: str, stats: Whitening, *, k: int | None = None,
-               n_images: int = 100, seed: int = 0, batch_size: int = 64, device: str | torch.device | None = None,
-               tick: Callable[[int], None] | None = None, input_size: int | None = None) -> InvarianceResult:
+               **kwargs: Any) -> InvarianceResult:
     """Whitened cosine and Mahalanobis distance between f(x) and f(t x) for `n_images` seeded images of `dataset`
-    and every setting t of `transform`; `stats` from `Whitening.fit` on the same model's features."""
-    from medtransfer.features import default_device, resolve_contract
+    and every setting t of `transform`; `stats` from `Whitening.fit` on the same model's features. Keyword
+    arguments as `invariances`."""
+    return invariances(model, dataset, [transform], stats, k={transform: k}, **kwargs)[transform]
 
-    settings = settings_of(transform, k)
+
+def invariances(model: nn.Module, dataset: ImageDataset, transforms: Sequence[str], stats: Whitening, *,
+                k: int | None | dict[str, int | None] = None, n_images: int = 100, seed: int = 0,
+                batch_size: int = 64, device: str | torch.device | None = None,
+                tick: Callable[[int], None] | None = None, input_size: int | None = None
+                ) -> dict[str, InvarianceResult]:
+    """`invariance` for each of `transforms` (names and settings checked before anything runs) on one seeded set
+    of images, whose untransformed features are computed once. `k`: settings per transform, one for all or a
+    mapping per transform (None: the transform's reference default)."""
+    from medtransfer.features import default_device, resolve_contract, volume_batch_size
+
+    ks = k if isinstance(k, dict) else {t: k for t in transforms}
+    settings = {t: settings_of(t, ks.get(t)) for t in transforms}
     dev = default_device(device)
     model = model.eval().to(dev)
     contract = resolve_contract(model, input_size)
+    batch_size = volume_batch_size(batch_size, dataset)  # at most VOXELS_PER_BATCH voxels per batch of volumes
     index = sample_index(len(dataset), n_images, seed)
     images = dataset.images(index)
     if not isinstance(images, np.ndarray):
@@ -293,14 +300,17 @@ def invariance(model: nn.Module, dataset: ImageDataset, transform: str, stats: W
     if base.shape[1] != stats.mean.shape[0]:
         raise ConfigError(f"The whitening statistics have {stats.mean.shape[0]} dimensions but the model's features "
                           f"{base.shape[1]}: fit them on this model's features.")
-    cos, mah = np.empty(len(settings)), np.empty(len(settings))
-    for i, s in enumerate(settings):
-        f = _features(model, apply(transform, images, s), contract, batch_size, dev)
-        cos[i] = np.nanmean(whitened_cosine(base, f, stats))
-        mah[i] = np.nanmean(mahalanobis(base, f, stats))
-        if tick is not None:
-            tick(len(index))
-    return InvarianceResult(transform, settings, cos, mah, len(index))
+    out = {}
+    for t in transforms:
+        cos, mah = np.empty(len(settings[t])), np.empty(len(settings[t]))
+        for i, s in enumerate(settings[t]):
+            f = _features(model, apply(t, images, s), contract, batch_size, dev)
+            cos[i] = np.nanmean(whitened_cosine(base, f, stats))
+            mah[i] = np.nanmean(mahalanobis(base, f, stats))
+            if tick is not None:
+                tick(len(index))
+        out[t] = InvarianceResult(t, settings[t], cos, mah, len(index))
+    return out
 
 
 def multiview_invariance(model: nn.Module, view_a: ImageDataset, view_b: ImageDataset, stats: Whitening, *,
@@ -308,7 +318,7 @@ def multiview_invariance(model: nn.Module, view_a: ImageDataset, view_b: ImageDa
                          device: str | torch.device | None = None, input_size: int | None = None) -> InvarianceResult:
     """Whitened cosine and Mahalanobis distance between two views of the same subjects: row i of `view_a` and row i
     of `view_b` (a lateral and a frontal radiograph of one study, two eyes of one patient, two draws of a phantom)."""
-    from medtransfer.features import default_device, resolve_contract
+    from medtransfer.features import default_device, resolve_contract, volume_batch_size
 
     if len(view_a) != len(view_b):
         raise DataError(f"Two views must pair row for row; {view_a!r} has {len(view_a)} rows and {view_b!r} "
@@ -316,16 +326,9 @@ def multiview_invariance(model: nn.Module, view_a: ImageDataset, view_b: ImageDa
     dev = default_device(device)
     model = model.eval().to(dev)
     contract = resolve_contract(model, input_size)
+    batch_size = volume_batch_size(batch_size, view_a)
     index = sample_index(len(view_a), n_images, seed)
     fa = _features(model, np.asarray(view_a.images(index)), contract, batch_size, dev)
     fb = _features(model, np.asarray(view_b.images(index)), contract, batch_size, dev)
     return InvarianceResult("multi-view", ["pair"], np.array([np.nanmean(whitened_cosine(fa, fb, stats))]),
                             np.array([np.nanmean(mahalanobis(fa, fb, stats))]), len(index))
-
-
-def invariances(model: nn.Module, dataset: ImageDataset, transforms: Sequence[str], stats: Whitening,
-                **kwargs: Any) -> dict[str, InvarianceResult]:
-    """`invariance` for each of `transforms` (names checked before anything runs)."""
-    for name in transforms:
-        get_transform(name)
-    return {name: invariance(model, dataset, name, stats, **kwargs) for name in transforms}

@@ -251,10 +251,3 @@ def perceptual_distance(a: torch.Tensor, b: torch.Tensor, module: Any, *, size: 
         nb = fb[k] / (fb[k].pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10)
         total += lin.model((na - nb) ** 2).mean(dim=(1, 2, 3)).cpu()
     return total.numpy().astype(np.float64)
-
-
-def lpips_all(a: torch.Tensor, b: torch.Tensor, nets: Sequence[str] = tuple(LPIPS_NETS)) -> dict[str, Any]:
-    """LPIPS under each of `nets`, and their mean (the reference's 'average' column)."""
-    out: dict[str, Any] = {net: perceptual_distance(a, b, load_lpips(net)) for net in nets}
-    out["average"] = np.mean([out[n] for n in nets], axis=0)
-    return out

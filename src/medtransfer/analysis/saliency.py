@@ -33,6 +33,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def default_window(preset: str, side: int, window: int | None = None) -> int:
+    """`window`, else the preset's, else a tenth of the image side (at least 2 px), as 10 px is of 242 px."""
+    return window if window is not None else PRESETS[preset]["window"] or max(2, side // 10)
+
+
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ConfigError(f"The {name!r} of occlusion saliency must be a positive int (e.g. {name}=1). "
@@ -134,14 +139,16 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, window: int = 10, stri
         window: side of the square (cubic in 3D) occluder in pixels.
         stride: step between scored window positions; > 1 interpolates the scores linearly in between.
         baseline: the occluder's value (0 = the normalisation mean, as the reference).
-        batch_size: occluded copies per forward.
+        batch_size: occluded copies per forward (for volumes at most `features.VOXELS_PER_BATCH` voxels).
         tick: called with the number of occluded copies after each forward (progress).
     """
-    from medtransfer.features import default_device
+    from medtransfer.features import VOXELS_PER_BATCH, default_device
 
     card = getattr(model, "card", None)
     window, stride = check_options(tuple(images.shape), window, stride, getattr(card, "dims", None))
     batch_size = _positive_int("batch_size", batch_size)
+    if images.dim() == 5:  # occluded volumes per forward capped as extraction caps them (a 3D net's memory)
+        batch_size = max(1, min(batch_size, VOXELS_PER_BATCH // int(np.prod(images.shape[2:]))))
     dev = default_device(device)
     model = model.eval().to(dev)
     spatial = tuple(int(s) for s in images.shape[2:])
@@ -258,7 +265,7 @@ def saliency(model: nn.Module, dataset: ImageDataset, index: Sequence[int] | np.
     contract = resolve_contract(model, p["input_size"] or input_size)
     x = preprocess(dataset.images(index), **dataclasses.asdict(contract))
     side = min(x.shape[2:])
-    window = window if window is not None else p["window"] or max(2, side // 10)
+    window = default_window(preset, side, window)
     stride = stride if stride is not None else p["stride"]
     maps = occlusion_map(model, x, window, stride, baseline, batch_size, device=device, tick=tick)
     shown = (x[:, 0] - x[:, 0].amin(dim=tuple(range(1, x.dim() - 1)), keepdim=True)).numpy()

@@ -7,7 +7,8 @@ the data loaders, the feature cache and the figure writers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 from torch import nn
 
 from medtransfer import data as mdata
-from medtransfer.analysis import ANALYSES
+from medtransfer.analysis import ANALYSES, sample_index
 from medtransfer.errors import ConfigError
 from medtransfer.models.factory import card_of
 from medtransfer.registry import did_you_mean
@@ -53,28 +54,21 @@ def resolve_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]
     if unknown:
         raise ConfigError(f"Unknown option(s) {unknown} of analysis {name!r}; it takes {sorted(DEFAULTS[name])}.")
     opts = {**DEFAULTS[name], **(options or {})}
+    for key in ("transforms", "lpips"):  # a name or a list of names
+        if isinstance(opts.get(key), str):
+            opts[key] = [opts[key]]
+    _check_types(name, opts)
     if name == "invariance":
         from medtransfer.analysis.invariance import get_transform
 
-        if isinstance(opts["transforms"], str):
-            opts["transforms"] = [opts["transforms"]]
-        if not isinstance(opts["transforms"], list):
-            raise ConfigError(f"The 'transforms' option of analysis 'invariance' must be a list of names. Got "
-                              f"{opts['transforms']!r} instead.")
         for t in opts["transforms"]:
-            get_transform(str(t))
+            get_transform(t)
     if name == "inversion":
         from medtransfer.analysis.inversion import LPIPS_NETS
 
-        if isinstance(opts["lpips"], str):
-            opts["lpips"] = [opts["lpips"]]
-        if not isinstance(opts["lpips"], list):
-            raise ConfigError(f"The 'lpips' option of analysis 'inversion' must be a list of networks. Got "
-                              f"{opts['lpips']!r} instead.")
         bad = [n for n in opts["lpips"] if n not in LPIPS_NETS]
         if bad:
             raise ConfigError(f"Unknown LPIPS network(s) {bad}; choose from {list(LPIPS_NETS)} (or lpips=[] for none).")
-    _check_types(name, opts)
     if name == "embedding" and opts["method"] not in ("pca", "tsne", "umap"):
         raise ConfigError(f"Unknown embedding method {opts['method']!r}; choose pca, tsne or umap.")
     for key in ("n_images", "k", "iters", "max_points", "stride", "batch_size"):
@@ -135,10 +129,6 @@ def _load(dataset: str, split: str, data_root: str | Path | None, dataset_option
     return mdata.load(dataset, split, data_root=data_root, **dataset_options)
 
 
-def _sample(n: int, k: int, seed: int) -> np.ndarray:
-    return np.sort(np.random.default_rng(seed).permutation(n)[:k])
-
-
 def run_analysis(name: str, model: nn.Module, dataset: str, *, seed: int = 0, options: dict[str, Any] | None = None,
                  data_root: str | Path | None = None, dataset_options: dict[str, Any] | None = None,
                  figures: Path | None = None, progress: bool = False, batch_size: int = 128,
@@ -153,23 +143,23 @@ def run_analysis(name: str, model: nn.Module, dataset: str, *, seed: int = 0, op
                figures=figures, progress=progress, batch_size=batch_size, input_size=input_size)
 
 
-def _ticker(label: str, total: int, unit: str, progress: bool) -> tuple[Callable[[int], None], Callable[[], None]]:
-    """A progress callback (a bar when `progress`, else progress lines) and its closer."""
+@contextmanager
+def _progress(label: str, total: int, unit: str, progress: bool) -> Iterator[Callable[[int], None]]:
+    """A callback counting work for a bar (when `progress`) and for the progress lines, as `features` does."""
+    from rich.progress import Progress
+
     from medtransfer._progress import Ticker
 
     ticker = Ticker(label, total, unit=unit)
-    if not progress:
-        return ticker.advance, ticker.finish
-    from rich.progress import Progress
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(label, total=total)
 
-    bar = Progress()
-    bar.start()
-    task = bar.add_task(label, total=total)
+        def tick(n: int) -> None:
+            bar.advance(task, n)
+            ticker.advance(n)
 
-    def tick(n: int) -> None:
-        bar.advance(task, n)
-
-    return tick, bar.stop
+        yield tick
+    ticker.finish()
 
 
 def _saliency(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: int, data_root: Any,
@@ -179,14 +169,11 @@ def _saliency(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: int
 
     ds = _load(dataset, opts["split"], data_root, dataset_options)
     index = _with_region(ds, opts["n_images"], seed)
-    side = int(np.asarray(ds.images(index[:1]))[0].shape[0])
+    side = ds.card.image_size or int(np.asarray(ds.images(index[:1]))[0].shape[0])  # decode only when unknown
     n_pos = _positions_count(opts, input_size or card_of(model).input.input_size or side, int(card_of(model).dims))
-    tick, done = _ticker(f"saliency {card_of(model).name} / {dataset}", n_pos * len(index), "occlusions", progress)
-    try:
+    with _progress(f"saliency {card_of(model).name} / {dataset}", n_pos * len(index), "occlusions", progress) as tick:
         r = sal.saliency(model, ds, index, preset=opts["preset"], window=opts["window"], stride=opts["stride"],
                          baseline=opts["baseline"], batch_size=opts["batch_size"], input_size=input_size, tick=tick)
-    finally:
-        done()
     split = opts["split"]
     rows = [_row("attentive_diffusion", split, r.diffusion, seed)]
     extra: dict[str, Any] = {"settings": r.settings, "index": index.tolist(),
@@ -226,10 +213,10 @@ def _with_region(ds: Any, n: int, seed: int) -> np.ndarray:
 
 def _positions_count(opts: dict[str, Any], side: int, dims: int) -> int:
     """Occluded copies per image (for the progress bar): an estimate from the stored size when resizing."""
-    from medtransfer.analysis.saliency import PRESETS, positions
+    from medtransfer.analysis.saliency import PRESETS, default_window, positions
 
     size = PRESETS[opts["preset"]]["input_size"] or side
-    window = min(size, opts["window"] or PRESETS[opts["preset"]]["window"] or max(2, size // 10))
+    window = min(size, default_window(opts["preset"], size, opts["window"]))
     return len(positions(size, window, opts["stride"])) ** dims
 
 
@@ -259,14 +246,10 @@ def _invariance(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: i
     ds = _load(dataset, opts["split"], data_root, dataset_options)
     n = min(opts["n_images"], len(ds))
     total = sum(len(inv.settings_of(t, _k(t, opts))) for t in opts["transforms"]) * n
-    tick, done = _ticker(f"invariance {card_of(model).name} / {dataset}", total, "images", progress)
-    results = {}
-    try:
-        for t in opts["transforms"]:
-            results[t] = inv.invariance(model, ds, t, stats, k=_k(t, opts), n_images=n, seed=seed,
-                                        batch_size=min(batch_size, 64), tick=tick, input_size=input_size)
-    finally:
-        done()
+    with _progress(f"invariance {card_of(model).name} / {dataset}", total, "images", progress) as tick:
+        results = inv.invariances(model, ds, opts["transforms"], stats, k={t: _k(t, opts) for t in opts["transforms"]},
+                                  n_images=n, seed=seed, batch_size=min(batch_size, 64), tick=tick,
+                                  input_size=input_size)
     if opts["view_pairs"]:
         second = _load(dataset, opts["split"], data_root, {**dataset_options, "view": 1})
         results["multi-view"] = inv.multiview_invariance(model, ds, second, stats, n_images=n, seed=seed,
@@ -308,16 +291,14 @@ def _inversion(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: in
                           "embedding for volumes.")
     modules = {net: inv.load_lpips(net) for net in opts["lpips"]}  # missing weights fail before any optimisation
     ds = _load(dataset, opts["split"], data_root, dataset_options)
-    index = _sample(len(ds), opts["n_images"], seed)
-    tick, done = _ticker(f"inversion {card_of(model).name} / {dataset}", opts["iters"] * len(index), "steps", progress)
+    index = sample_index(len(ds), opts["n_images"], seed)
     results = []
-    try:
+    with _progress(f"inversion {card_of(model).name} / {dataset}", opts["iters"] * len(index), "steps",
+                   progress) as tick:
         for i in index:
             image = to_tensor(np.asarray(ds.images(np.array([i]))))[0]
             results.append(inv.invert(model, image, iters=opts["iters"], lr=opts["lr"], size=opts["size"],
                                       crop=opts["crop"], seed=seed, tick=tick))
-    finally:
-        done()
     targets = torch.from_numpy(np.stack([r.target for r in results]))
     recons = torch.from_numpy(np.stack([r.reconstruction for r in results]))
     rows = [_row("feature_mse", opts["split"], np.array([r.final_loss for r in results]), seed)]
@@ -345,7 +326,7 @@ def _embedding(model: nn.Module, dataset: str, opts: dict[str, Any], *, seed: in
 
     ds, feats = _features(model, dataset, opts["split"], data_root=data_root, dataset_options=dataset_options,
                           batch_size=batch_size, progress=progress, input_size=input_size)
-    keep = _sample(len(feats.x), opts["max_points"], seed)
+    keep = sample_index(len(feats.x), opts["max_points"], seed)
     labels = np.asarray(feats.y)[keep]
     multi_label = labels.ndim > 1
     if multi_label:  # coloured by the first positive label; -1 (drawn as "-1") for rows with none
