@@ -303,9 +303,10 @@ def analyze(args: Annotated[list[str], typer.Argument(
     options = parse_overrides(overrides) | ({"preset": preset} if preset else {})
     resolve_options(name, options)  # a bad analysis or option fails before any model is built
     source = _user_checkpoint(model, arch, fmt, trust)
-    key = config_hash({"options": options, "seed": seed, "model": str(Path(source).resolve()) if Path(source).exists()
-                       else source, "dataset": dataset, "data_root": str(data_root.resolve()) if data_root else None},
-                      length=8)  # two models or data roots of one base name never share files
+    # two models, datasets or data roots of one base name never share files
+    where = {k: str(Path(v).resolve()) if Path(v).exists() else str(v)
+             for k, v in (("model", source), ("dataset", dataset), ("data_root", data_root)) if v is not None}
+    key = config_hash({"options": options, "seed": seed, **where}, length=8)
     prefix = out / f"{name}-{Path(source).name}-{Path(dataset).name}-seed{seed}-{key}"
     outcome = run_analysis(name, create(source), dataset, seed=seed, options=options, data_root=data_root,
                            figures=prefix, progress=_bars(as_json), batch_size=batch_size)

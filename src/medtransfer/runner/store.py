@@ -151,6 +151,12 @@ def _loads(row: sqlite3.Row) -> dict[str, Any]:
     return out
 
 
+def _newer_schema(path: Path, found: str) -> StoreError:
+    return StoreError(f"Results store {str(path)!r} has {found}, but this medtransfer reads versions up to "
+                      f"{SCHEMA_VERSION}. Upgrade medtransfer (pip install -U medtransfer) or write to a new store "
+                      "path.")
+
+
 class ResultStore:
     """The SQLite results store of a benchmark.
 
@@ -208,9 +214,7 @@ class ResultStore:
                              "the path of a store written by `medtransfer bench`.") from e
         if row is None or int(row["value"]) > SCHEMA_VERSION:
             self._conn.close()
-            found = "no schema version" if row is None else f"schema version {row['value']}"
-            raise StoreError(f"Results store {str(path)!r} has {found}; this medtransfer reads versions up to "
-                             f"{SCHEMA_VERSION}. Upgrade medtransfer (pip install -U medtransfer).")
+            raise _newer_schema(path, "no schema version" if row is None else f"schema version {row['value']}")
         return self
 
     def _setup(self, timeout: float) -> None:
@@ -222,9 +226,7 @@ class ResultStore:
             self._conn.execute(_META)
             row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is not None and int(row["value"]) > SCHEMA_VERSION:  # checked before touching its tables
-                raise StoreError(f"Results store {str(self.path)!r} has schema version {row['value']}, but "
-                                 f"this medtransfer reads versions up to {SCHEMA_VERSION}. Upgrade "
-                                 "medtransfer (pip install -U medtransfer) or write to a new store path.")
+                raise _newer_schema(self.path, f"schema version {row['value']}")
             # executescript() would COMMIT on its own; one statement at a time keeps this one transaction.
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
