@@ -63,9 +63,13 @@ def _check_args(index: Any, task: str, split: str, seed: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def _key(task: str, split: str, seed: int) -> list[int]:
+    return [int(seed), list(TASKS).index(task), SPLIT_IDS[split]]
+
+
 def _rngs(index: np.ndarray, task: str, split: str, seed: int) -> Iterator[np.random.Generator]:
     """One generator per image, keyed by (seed, task, split, i) alone: the root of per-index determinism."""
-    key = [int(seed), list(TASKS).index(task), SPLIT_IDS[split]]
+    key = _key(task, split, seed)
     return (np.random.default_rng([*key, int(i)]) for i in index)
 
 
@@ -90,8 +94,8 @@ def _draws(index: np.ndarray, cfg: PhantomConfig, task: str, split: str, seed: i
         rng.random(out=u[b])  # noise comes last: image i has the same anatomy at every size
         rng.standard_normal(out=g[b])
         rng.standard_normal(out=texture[b])
-        noise_rng = rng if view == 0 else np.random.default_rng([int(seed), list(TASKS).index(task),
-                                                                  SPLIT_IDS[split], int(index[b]), 1 << 20, view])
+        noise_rng = rng if view == 0 else np.random.default_rng([*_key(task, split, seed), int(index[b]), 1 << 20,
+                                                                  view])
         noise_rng.standard_normal(out=noise[b], dtype=np.float32)
     return u, g, texture, noise
 
