@@ -117,3 +117,18 @@ def test_label_fractions_subset_train_only(tmp_path: Path) -> None:
         run_grid(spec, store)
         cells = {c["fraction"]: c for c in store.cells(status="done")}
     assert cells[0.25]["extra"]["n_train"] == 30 and cells[1.0]["extra"]["n_train"] == 120
+
+
+def test_frozen_cells_store_the_test_predictions_their_metrics_came_from(tmp_path: Path) -> None:
+    from medtransfer.protocols.metrics import metric_value
+
+    spec = load_spec(_spec(tmp_path), ["protocols=[linear, knn, fewshot]", "datasets=[phantom-organ-28]"])
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        run_grid(spec, store)
+        by_protocol = {c["protocol"]: c["cell_id"] for c in store.cells(status="done")}
+        assert store.predictions(by_protocol["fewshot"]) is None  # its interval is over episodes, not images
+        for protocol in ("linear", "knn"):
+            preds = store.predictions(by_protocol[protocol])
+            assert preds is not None and preds.task == "multi-class" and preds.n == 120
+            for row in store.results(cell_id=by_protocol[protocol]):
+                assert metric_value(row["metric"], preds.task, preds.y_true, preds.y_score) == row["value"]

@@ -18,7 +18,8 @@ import pytest
 
 from medtransfer.errors import ConfigError, UnknownNameError
 from medtransfer.runner import store as store_module
-from medtransfer.runner.store import SCHEMA_VERSION, Cell, ResultRow, ResultStore, StoreError, versions
+from medtransfer.runner.store import (SCHEMA_VERSION, Cell, Predictions, ResultRow, ResultStore, StoreError,
+                                      versions)
 
 ROWS = [ResultRow("auc", "test", 0.91, 0.88, 0.94, 156),
         ResultRow("accuracy", "test", 1 / 3, None, None, 156),
@@ -379,3 +380,65 @@ def test_cli_export_errors_are_clear(tmp_path: Path) -> None:
     assert "would overwrite the store" in str(out.exception)
     out = run.invoke(app, ["results", "show", str(tmp_path / "nope.sqlite")])
     assert "No results store at" in str(out.exception) and not (tmp_path / "nope.sqlite").exists()
+
+
+# ---------------------------------------------------------------- per-sample predictions (schema version 2)
+
+
+def test_predictions_round_trip_exactly_and_compressed(store: ResultStore) -> None:
+    rng = np.random.default_rng(0)
+    y, p = rng.integers(0, 3, 500), rng.dirichlet(np.ones(3), 500)
+    store.start(_cell())
+    store.finish("cell000", ROWS, weights_sha256=None, predictions=Predictions("multi-class", y, p))
+    got = store.predictions("cell000")
+    assert got is not None and got.task == "multi-class" and got.n == 500 and got.split == "test"
+    np.testing.assert_array_equal(got.y_true, y)
+    np.testing.assert_array_equal(got.y_score, p)  # bit-exact: a metric recomputed from them is the stored one
+    assert got.y_score.dtype == p.dtype and got.y_true.dtype == y.dtype
+    blob = store._conn.execute("SELECT length(y_true) FROM predictions").fetchone()[0]
+    assert blob < y.nbytes / 4  # labels 0..2 in int64 compress well
+    assert store.cells_with_predictions() == {"cell000"} and store.predictions("cell000", "val") is None
+
+
+def test_predictions_go_with_their_cell(store: ResultStore) -> None:
+    preds = Predictions("binary", np.array([0, 1, 1]), np.array([0.2, 0.7, 0.4]))
+    store.start(_cell())
+    with pytest.raises(ConfigError):  # a failed finish keeps no predictions either
+        store.finish("cell000", [*ROWS, ResultRow("auc", "test", float("nan"))], weights_sha256=None,
+                     predictions=preds)
+    assert store.predictions("cell000") is None
+    store.finish("cell000", ROWS, weights_sha256=None, predictions=preds)
+    store.start(_cell())  # a re-run drops them with the rows
+    assert store.predictions("cell000") is None and store.cells_with_predictions() == set()
+    with pytest.raises(ConfigError, match="y_true has 3 samples but y_score has 2"):
+        Predictions("binary", np.array([0, 1, 1]), np.array([0.2, 0.7]))
+
+
+def _version_1_store(path: Path) -> None:
+    """A store as medtransfer wrote it before the predictions table (schema version 1)."""
+    with ResultStore(path) as s:
+        s.start(_cell())
+        s.finish("cell000", ROWS, weights_sha256=None)
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("DROP TABLE predictions")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    conn.close()
+
+
+def test_a_version_1_store_is_read_as_is_and_migrated_when_written(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    _version_1_store(path)
+    before = path.read_bytes()
+    ro = ResultStore.open_read_only(path)  # a report of an old store: readable, left untouched
+    assert len(ro.results()) == 3 and ro.predictions("cell000") is None and ro.cells_with_predictions() == set()
+    ro.close()
+    assert path.read_bytes() == before
+    with ResultStore(path) as s:  # opened for writing: migrated in place, its results kept
+        assert len(s.results()) == 3 and s.done_cells() == {"cell000"}
+        s.start(_cell(1))
+        s.finish("cell001", ROWS, weights_sha256=None,
+                 predictions=Predictions("binary", np.array([0, 1]), np.array([0.3, 0.6])))
+        assert s.cells_with_predictions() == {"cell001"}
+        version = s._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    assert version == str(SCHEMA_VERSION) == "2"

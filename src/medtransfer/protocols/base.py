@@ -94,6 +94,9 @@ class ClassificationResult:
         ci: metric name -> (low, high) 95% interval (bootstrap over test samples, or over episodes/seeds).
         chosen: the hyper-parameters the protocol selected on validation data (e.g. {"C": 0.1}).
         grid: the validation score of every candidate it tried.
+        y_true, y_score: the test labels and the predicted probabilities the metrics were computed from (None for
+            protocols whose interval is not over test samples: few-shot episodes, segmentation); the store keeps
+            them so that two models can be compared on the same test images (a paired bootstrap).
     """
 
     protocol: str
@@ -105,9 +108,12 @@ class ClassificationResult:
     n_test: int = 0
     seed: int = 0
     config: dict[str, Any] = field(default_factory=dict)
+    y_true: np.ndarray | None = field(default=None, repr=False, compare=False)
+    y_score: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        d = dataclasses.asdict(self)
+        """JSON-ready dict (tuples become lists); the per-sample predictions are left out."""
+        d = dataclasses.asdict(dataclasses.replace(self, y_true=None, y_score=None))
+        del d["y_true"], d["y_score"]
         d["ci"] = {k: list(v) for k, v in self.ci.items()}
         return d

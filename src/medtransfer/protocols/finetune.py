@@ -194,7 +194,8 @@ class Finetuner:
         return ClassificationResult(protocol="finetune", metrics={k: v[0] for k, v in scores.items()},
                                     ci={k: (v[1], v[2]) for k, v in scores.items()}, chosen=dict(self.chosen_),
                                     grid=list(self.history_), n_train=self.n_train_, n_test=len(test),
-                                    seed=self.seed, config=dataclasses.asdict(self.cfg))
+                                    seed=self.seed, config=dataclasses.asdict(self.cfg),
+                                    y_true=np.asarray(test.labels), y_score=proba)
 
 
 def finetune(model: nn.Module, train: ImageDataset, val: ImageDataset | None, test: ImageDataset, *,

@@ -62,4 +62,5 @@ def finetune_search(model: nn.Module, train: ImageDataset, val: ImageDataset | N
     result = best[1].score(test, metrics)
     chosen = result.chosen | {"lr": best[1].cfg.lr, "weight_decay": best[1].cfg.weight_decay}
     return ClassificationResult(protocol="finetune", metrics=result.metrics, ci=result.ci, chosen=chosen, grid=grid,
-                                n_train=result.n_train, n_test=result.n_test, seed=seed, config=result.config)
+                                n_train=result.n_train, n_test=result.n_test, seed=seed, config=result.config,
+                                y_true=result.y_true, y_score=result.y_score)

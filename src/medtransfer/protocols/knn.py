@@ -380,4 +380,5 @@ def knn(train: Features, test: Features, *, k: int = 20, metric: str = "cosine",
         n_train=train.n, n_test=test.n, seed=seed,
         config={"k": k, "metric": metric, "weighting": weighting, "temperature": temperature,
                 "n_boot": n_boot, "chunk_size": chunk_size},
+        y_true=test.y, y_score=proba,
     )

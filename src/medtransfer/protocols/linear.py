@@ -412,4 +412,5 @@ def linear_probe(train: Features, test: Features, *, preset: str = "default", va
         protocol="linear", metrics={k: v[0] for k, v in result.items()},
         ci={k: (v[1], v[2]) for k, v in result.items()}, chosen={"C": cfg.C_grid[best]}, grid=grid,
         n_train=train.n, n_test=test.n, seed=seed, config={**to_dict(cfg), "preset": preset, "n_classes": n_classes},
+        y_true=test.y, y_score=final,
     )

@@ -21,7 +21,7 @@ from medtransfer.models import create, weights_sha256
 from medtransfer.protocols import PROTOCOLS, ClassificationResult, Features
 from medtransfer.runner.pretraining import model_source, run_pretraining, with_folders
 from medtransfer.runner.spec import GridSpec, check_spec, expand, mismatched_pairs, protocol_mismatches
-from medtransfer.runner.store import Cell, ResultRow, ResultStore
+from medtransfer.runner.store import Cell, Predictions, ResultRow, ResultStore
 from medtransfer.runner.trained import TRAINED_PROTOCOLS, run_trained
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,13 @@ def result_rows(result: ClassificationResult) -> list[ResultRow]:
     """One store row per reported test metric, with its 95% interval."""
     return [ResultRow(metric=name, split="test", value=value, ci_low=result.ci[name][0],
                       ci_high=result.ci[name][1], n=result.n_test) for name, value in result.metrics.items()]
+
+
+def cell_predictions(result: ClassificationResult, task: str) -> Predictions | None:
+    """The per-sample test predictions a result carries, for the store; None for a protocol without them."""
+    if result.y_true is None or result.y_score is None:
+        return None
+    return Predictions(task, result.y_true, result.y_score)
 
 
 def run_protocol(protocol: str, feats: dict[str, FeatureSet], card: mdata.DatasetCard, *, seed: int,
@@ -124,24 +131,24 @@ def figure_path(store: ResultStore, cell: Cell) -> Path | None:
 
 
 def _analysis_cell(spec: GridSpec, store: ResultStore, cell: Cell, model: nn.Module, *,
-                   progress: bool) -> tuple[list[ResultRow], dict[str, Any]]:
+                   progress: bool) -> tuple[list[ResultRow], dict[str, Any], None]:
     from medtransfer.runner.analyses import run_analysis
 
     out = run_analysis(cell.protocol, model, cell.dataset, seed=cell.seed, options=cell.config["analysis_options"],
                        data_root=spec.data_root, dataset_options=spec.dataset_options.get(cell.dataset, {}),
                        figures=figure_path(store, cell), progress=progress, batch_size=spec.batch_size,
                        input_size=spec.input_size)
-    return out.rows, {"analysis": out.extra, "files": out.files}
+    return out.rows, {"analysis": out.extra, "files": out.files}, None
 
 
 def _trained_cell(spec: GridSpec, store: ResultStore, cell: Cell, model: nn.Module, *,
-                  progress: bool) -> tuple[list[ResultRow], dict[str, Any]]:
+                  progress: bool) -> tuple[list[ResultRow], dict[str, Any], Predictions | None]:
     result = run_trained(cell.protocol, model, cell.dataset, seed=cell.seed, fraction=cell.fraction,
                          options=cell.config["protocol_options"], data_root=spec.data_root,
                          dataset_options=spec.dataset_options.get(cell.dataset, {}), cell_id=cell.cell_id,
                          progress=progress, figures=figure_path(store, cell))
     extra = {"chosen": result.chosen, "grid": result.grid, "n_train": result.n_train}
-    return result_rows(result), extra
+    return result_rows(result), extra, cell_predictions(result, mdata.get_card(cell.dataset).task)
 
 
 def _run_trained_cells(spec: GridSpec, store: ResultStore, cells: list[Cell],
@@ -156,13 +163,13 @@ def _run_trained_cells(spec: GridSpec, store: ResultStore, cells: list[Cell],
                 built = (cell.model, create(model_source(spec, cell.model)))
             assert built[1] is not None, "a model was just built"
             run = _analysis_cell if cell.protocol in ANALYSES else _trained_cell
-            rows, extra = run(spec, store, cell, built[1], progress=progress)
+            rows, extra, predictions = run(spec, store, cell, built[1], progress=progress)
         except Exception as e:  # noqa: BLE001 - recorded in the store with its traceback
             _fail(store, [cell], e, summary)
             continue
         scratch = extra.get("chosen", {}).get("init") == "scratch"
         sha = None if scratch else weights_sha256(built[1])  # None: trained from random init
-        store.finish(cell.cell_id, rows, weights_sha256=sha, extra=extra)
+        store.finish(cell.cell_id, rows, weights_sha256=sha, extra=extra, predictions=predictions)
         summary.done += 1
     return built
 
@@ -218,7 +225,8 @@ def run_grid(spec: GridSpec, store: ResultStore, *, force: bool = False, progres
                 continue
             sha = next(iter(feats.values())).meta["weights_sha256"]  # every split has the same model
             store.finish(cell.cell_id, result_rows(result), weights_sha256=sha,
-                         extra={"chosen": result.chosen, "grid": result.grid, "n_train": result.n_train})
+                         extra={"chosen": result.chosen, "grid": result.grid, "n_train": result.n_train},
+                         predictions=cell_predictions(result, card.task))
             summary.done += 1
     say("grid done: %d cells run, %d already in the store, %d failed", summary.done, summary.skipped,
         len(summary.failed))

@@ -11,6 +11,10 @@ Tables:
     attempts, error, weights sha256, library versions and timings.
     ``results``: one row per (cell, metric, split), carrying the cell's model/dataset/protocol/seed/fraction,
     weights sha256 and versions, so an export needs no join.
+    ``predictions``: one row per (cell, split) of the per-sample test labels and predicted probabilities the
+    cell's metrics were computed from (zlib-compressed .npy), so that two models can be compared on the same test
+    images with a paired bootstrap. Added in schema version 2; a version-1 store gains the (empty) table when it
+    is next opened for writing.
     ``meta``: the schema version.
 """
 
@@ -18,11 +22,13 @@ from __future__ import annotations
 
 import csv
 import importlib.metadata
+import io
 import json
 import math
 import platform
 import sqlite3
 import sys
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,10 +37,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import numpy as np
+
 from medtransfer.errors import ConfigError, StoreError, UnknownNameError
 from medtransfer.registry import did_you_mean
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the predictions table
 STATUSES = ("running", "done", "failed")
 RESULT_FILTERS = ("cell_id", "model", "dataset", "protocol", "seed", "fraction", "metric", "split")
 
@@ -55,6 +63,11 @@ CREATE TABLE IF NOT EXISTS results (
     UNIQUE (cell_id, metric, split)
 );
 CREATE INDEX IF NOT EXISTS results_by_cell ON results (cell_id);
+CREATE TABLE IF NOT EXISTS predictions (
+    cell_id TEXT NOT NULL REFERENCES cells (cell_id), split TEXT NOT NULL, task TEXT NOT NULL, n INTEGER NOT NULL,
+    y_true BLOB NOT NULL, y_score BLOB NOT NULL,
+    PRIMARY KEY (cell_id, split)
+);
 """
 _RESULT_COLUMNS = ("cell_id", "model", "dataset", "protocol", "seed", "fraction", "metric", "split", "value",
                    "ci_low", "ci_high", "n", "weights_sha256", "versions", "created_at")
@@ -94,6 +107,46 @@ class ResultRow:
     ci_low: float | None = None
     ci_high: float | None = None
     n: int | None = None
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """A cell's per-sample predictions on one split: what its metrics were computed from.
+
+    Attributes:
+        task: ``binary``, ``multi-class``, ``multi-label`` or ``ordinal``, as the metrics take it.
+        y_true: (N,) integer labels, or (N, C) 0/1 targets for multi-label.
+        y_score: (N, C) probabilities (binary also (N,)).
+        split: the split they were made on.
+    """
+
+    task: str
+    y_true: np.ndarray = field(repr=False)
+    y_score: np.ndarray = field(repr=False)
+    split: str = "test"
+
+    def __post_init__(self) -> None:
+        y_true, y_score = np.asarray(self.y_true), np.asarray(self.y_score)
+        if len(y_true) != len(y_score):
+            raise ConfigError(f"Predictions.y_true has {len(y_true)} samples but y_score has {len(y_score)}; "
+                              "pass the labels and the probabilities of the same samples.")
+        object.__setattr__(self, "y_true", y_true)
+        object.__setattr__(self, "y_score", y_score)
+
+    @property
+    def n(self) -> int:
+        return len(self.y_true)
+
+
+def _pack(a: np.ndarray) -> bytes:
+    """An array as zlib-compressed .npy bytes (dtype and shape kept exactly; no pickle)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(a), allow_pickle=False)
+    return zlib.compress(buffer.getvalue(), 6)
+
+
+def _unpack(blob: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(zlib.decompress(blob)), allow_pickle=False)
 
 
 def _now() -> str:
@@ -233,6 +286,8 @@ class ResultStore:
                     self._conn.execute(statement)
             if row is None:
                 self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row["value"]) < SCHEMA_VERSION:  # migrate: version 1 lacked the predictions table, made above
+                self._conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -279,6 +334,7 @@ class ResultStore:
         config = json.dumps(cell.config, sort_keys=True, default=_json_default)
         with self._transaction():
             self._conn.execute("DELETE FROM results WHERE cell_id = ?", (cell.cell_id,))
+            self._conn.execute("DELETE FROM predictions WHERE cell_id = ?", (cell.cell_id,))
             self._conn.execute(
                 "INSERT INTO cells (cell_id, model, dataset, protocol, seed, fraction, config, status, "
                 "attempts, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 1, ?) "
@@ -296,7 +352,7 @@ class ResultStore:
         return row
 
     def finish(self, cell_id: str, rows: Iterable[ResultRow], *, weights_sha256: str | None,
-               extra: dict[str, Any] | None = None) -> None:
+               extra: dict[str, Any] | None = None, predictions: Predictions | None = None) -> None:
         """Write a finished cell's rows and mark it done, in one transaction.
 
         The cell's old rows are deleted first, so finishing twice leaves one set. If anything fails (a NaN
@@ -307,7 +363,10 @@ class ResultStore:
             rows: the cell's numbers; NaN interval bounds are stored as NULL, a NaN value is refused.
             weights_sha256: sha256 of the weights the cell used (None for random init).
             extra: JSON-serialisable facts about the run (chosen hyperparameters, n_train ...).
+            predictions: the per-sample labels and probabilities the metrics came from (kept compressed).
         """
+        packed = None if predictions is None else (predictions.split, predictions.task, predictions.n,
+                                                   _pack(predictions.y_true), _pack(predictions.y_score))
         versions_json = json.dumps(versions(), sort_keys=True)
         extra_json = None if extra is None else json.dumps(extra, sort_keys=True, default=_json_default)
         with self._transaction():
@@ -318,6 +377,8 @@ class ResultStore:
             self._conn.executemany(
                 f"INSERT INTO results ({', '.join(_RESULT_COLUMNS)}) VALUES ({', '.join('?' * 15)})",
                 (head + self._row_values(r) + tail for r in rows))
+            if packed is not None:
+                self._conn.execute("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)", (cell_id, *packed))
             self._conn.execute(
                 "UPDATE cells SET status = 'done', error = NULL, weights_sha256 = ?, versions = ?, "
                 "extra = ?, finished_at = ?, duration_s = ? WHERE cell_id = ?",
@@ -328,6 +389,7 @@ class ResultStore:
         cell = self._cell_row(cell_id)
         now = _now()
         self._conn.execute("DELETE FROM results WHERE cell_id = ?", (cell_id,))
+        self._conn.execute("DELETE FROM predictions WHERE cell_id = ?", (cell_id,))
         return cell, now, _seconds_between(cell["started_at"], now)
 
     @staticmethod
@@ -358,6 +420,29 @@ class ResultStore:
         args = () if status is None else (status,)
         cursor = self._conn.execute(f"SELECT * FROM cells{where} ORDER BY started_at, cell_id", args)
         return [_loads(r) for r in cursor]
+
+    def _has_predictions_table(self) -> bool:
+        """False for a version-1 store opened read-only (it was never migrated)."""
+        row = self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'predictions'")
+        return row.fetchone() is not None
+
+    def predictions(self, cell_id: str, split: str = "test") -> Predictions | None:
+        """The per-sample predictions a cell stored on `split`; None when it stored none (few-shot, analyses,
+        segmentation, or a store written before schema version 2)."""
+        if not self._has_predictions_table():
+            return None
+        row = self._conn.execute("SELECT * FROM predictions WHERE cell_id = ? AND split = ?",
+                                 (cell_id, split)).fetchone()
+        if row is None:
+            return None
+        return Predictions(row["task"], _unpack(row["y_true"]), _unpack(row["y_score"]), split=row["split"])
+
+    def cells_with_predictions(self, split: str = "test") -> set[str]:
+        """The ids of the cells that stored per-sample predictions on `split`."""
+        if not self._has_predictions_table():
+            return set()
+        cursor = self._conn.execute("SELECT cell_id FROM predictions WHERE split = ?", (split,))
+        return {r["cell_id"] for r in cursor}
 
     def _select_results(self, filters: dict[str, Any]) -> sqlite3.Cursor:
         for key in filters:
