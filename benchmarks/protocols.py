@@ -43,7 +43,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from threadpoolctl import threadpool_limits
 
 from medtransfer import data, features, models
-from medtransfer.protocols import Features, few_shot, knn, linear_probe
+from medtransfer.protocols import Features, few_shot, linear_probe
+from medtransfer.protocols.knn import knn
 from medtransfer.protocols.fewshot import episode_indices
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist"

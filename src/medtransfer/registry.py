@@ -4,12 +4,34 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
+import sys
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from medtransfer.errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
+
+
+def lazy_attributes(package: str, names: dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for `package` that imports ``package.<names[attr]>`` on first use of ``attr``.
+
+    Keeps a light submodule (the store, the metrics) importable without its package's heavy siblings (torch);
+    the attribute is cached on the package after its first use.
+
+    Examples:
+        >>> __getattr__ = lazy_attributes(__name__, {"run_grid": "local"})  # doctest: +SKIP
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{package}.{names[name]}"), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    return __getattr__
 
 
 def did_you_mean(name: str, choices: list[str], *, n: int = 3) -> str:

@@ -24,3 +24,14 @@ def test_mean_and_std_over_seeds_per_fraction() -> None:
     assert low.mean == pytest.approx(0.7) and low.std == pytest.approx(0.1)
     assert (full.fraction, full.mean, full.std) == (1.0, 0.9, 0.0)  # no fraction = all labels; one seed: std 0
     assert [p.mean for p in curves["b"]["d"]] == [0.5]
+
+
+def test_the_band_is_the_mean_of_the_seeds_intervals() -> None:
+    rows = [_row("a", 0.1, 0, 0.6) | {"ci_low": 0.5, "ci_high": 0.7},
+            _row("a", 0.1, 1, 0.8) | {"ci_low": 0.7, "ci_high": 0.9},
+            _row("b", 0.1, 0, 0.8) | {"ci_low": 0.7, "ci_high": 0.9}, _row("b", 0.1, 1, 0.8)]
+    curves = label_efficiency(rows, metric="auc")
+    (a,) = curves["a"]["d"]
+    assert a.ci_low == pytest.approx(0.6) and a.ci_high == pytest.approx(0.8)
+    (b,) = curves["b"]["d"]
+    assert (b.ci_low, b.ci_high) == (None, None)  # one seed without an interval: no band, not a narrower one

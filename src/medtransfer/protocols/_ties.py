@@ -14,8 +14,12 @@ terms (at most D * 2^-53 ~ 1.8e-12 of the scale) and far below any difference fl
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # the numpy helpers serve the report, which must not wait seconds for torch
+    import torch
 
 TIE = 2.0**-36
 
@@ -41,6 +45,8 @@ def first_min_torch(values: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         values: (..., C) float64 values, e.g. squared distances to C prototypes.
         scale: (..., 1) magnitude of their rounding error (e.g. |q|^2 + |p|^2 for an expanded distance).
     """
+    import torch
+
     near = values <= values.min(dim=-1, keepdim=True).values + TIE * scale  # (..., C)
     return near.to(torch.uint8).argmax(dim=-1)  # torch.argmax returns the first maximal index
 
@@ -59,6 +65,8 @@ def tie_groups(values: torch.Tensor, scale: torch.Tensor | float = 1.0) -> torch
         values: sorted float64 values.
         scale: (..., 1) magnitude of their rounding error, or a number.
     """
+    import torch
+
     step = (values[..., 1:] - values[..., :-1]).abs()  # (..., M - 1)
     new = torch.cat([torch.zeros_like(values[..., :1], dtype=torch.bool), step > TIE * scale], dim=-1)
     return new.cumsum(dim=-1)  # (..., M)
@@ -66,6 +74,8 @@ def tie_groups(values: torch.Tensor, scale: torch.Tensor | float = 1.0) -> torch
 
 def group_heads(values: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """Each value (..., M) replaced by the first value of its tie group, so tied values become equal."""
+    import torch
+
     m = values.shape[-1]
     pos = torch.arange(m, device=values.device).expand_as(groups)
     start = torch.ones_like(groups, dtype=torch.bool)

@@ -282,11 +282,22 @@ def bootstrap_ci(name: str, task: str, y_true: np.ndarray, y_score: np.ndarray, 
     Returns:
         ``(low, high)`` percentiles of the resampled metric.
     """
-    _check_name_task(name, task)
     _check_boot(n_boot, level)
+    return _interval(resampled_values(name, task, y_true, y_score, n_boot=n_boot, seed=seed), level)
+
+
+def resampled_values(name: str, task: str, y_true: np.ndarray, y_score: np.ndarray, *, n_boot: int = 1000,
+                     seed: int = 0) -> np.ndarray:
+    """The metric on each of the `n_boot` seeded resamples of `bootstrap_ci`: (n_boot,), NaN where undefined.
+
+    The resamples depend only on (number of samples, n_boot, seed), so two models' predictions on the same
+    test samples are scored on the same resamples: their differences form a paired bootstrap.
+    """
+    _check_name_task(name, task)
+    _check_boot(n_boot, 0.95)
     y, s = _prepare(task, y_true, y_score)
     values = [_batched(name, task, y, s, idx) for idx in _resample_chunks(len(y), n_boot, seed)]
-    return _interval(np.concatenate(values) if values else np.empty(0), level)
+    return np.concatenate(values) if values else np.empty(0)
 
 
 def evaluate(task: str, y_true: np.ndarray, y_score: np.ndarray, metrics: Sequence[str], *,

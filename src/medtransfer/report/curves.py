@@ -17,12 +17,16 @@ class CurvePoint:
         fraction: share of training labels (1.0 = all).
         mean, std: over the seeds that finished (std with ddof=1; 0.0 for a single seed).
         seeds: the seeds the point averages.
+        ci_low, ci_high: the mean over those seeds of the cells' 95% bootstrap bounds (the test-set uncertainty
+            of one run); None when a seed's cell stored no interval.
     """
 
     fraction: float
     mean: float
     std: float
     seeds: tuple[int, ...]
+    ci_low: float | None = None
+    ci_high: float | None = None
 
 
 def label_efficiency(rows: Iterable[Mapping[str, Any]], *, metric: str, protocol: str = "finetune",
@@ -35,15 +39,19 @@ def label_efficiency(rows: Iterable[Mapping[str, Any]], *, metric: str, protocol
         >>> label_efficiency(rows, metric="auc")["m"]["d"][0].mean
         0.75
     """
-    values: dict[tuple[str, str, float], dict[int, float]] = {}
+    values: dict[tuple[str, str, float], dict[int, Mapping[str, Any]]] = {}
     for r in rows:
         if r["metric"] == metric and r["protocol"] == protocol and r["split"] == split:
             fraction = 1.0 if r["fraction"] is None else float(r["fraction"])
-            values.setdefault((r["model"], r["dataset"], fraction), {})[int(r["seed"])] = float(r["value"])
+            values.setdefault((r["model"], r["dataset"], fraction), {})[int(r["seed"])] = r
     curves: dict[str, dict[str, list[CurvePoint]]] = {}
     for (model, dataset, fraction), by_seed in sorted(values.items()):
-        v = np.array([by_seed[s] for s in sorted(by_seed)])
+        seeds = sorted(by_seed)
+        v = np.array([float(by_seed[s]["value"]) for s in seeds])
         std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-        point = CurvePoint(fraction, float(v.mean()), std, tuple(sorted(by_seed)))
+        bounds = [(by_seed[s].get("ci_low"), by_seed[s].get("ci_high")) for s in seeds]
+        low, high = (None, None) if any(lo is None or hi is None for lo, hi in bounds) else (
+            float(np.mean([lo for lo, _ in bounds])), float(np.mean([hi for _, hi in bounds])))
+        point = CurvePoint(fraction, float(v.mean()), std, tuple(seeds), low, high)
         curves.setdefault(model, {}).setdefault(dataset, []).append(point)
     return curves

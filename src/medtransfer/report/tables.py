@@ -22,12 +22,13 @@ _AS_IS = ("qw_kappa", "attentive_diffusion", "pointing", "feature_mse")
 _AS_IS_PREFIXES = ("invariance:", "mahalanobis:", "lpips_", "silhouette_")
 
 
-def _as_is(metric: str) -> bool:
-    return metric in _AS_IS or metric.startswith(_AS_IS_PREFIXES)
+def display_scale(metric: str) -> tuple[int, int]:
+    """(scale, digits) a metric is shown with: accuracy, AUC and Dice in % with 1 digit, the rest as is with 3."""
+    return (1, 3) if metric in _AS_IS or metric.startswith(_AS_IS_PREFIXES) else (100, 1)
 
 
 def _fmt(row: Mapping[str, Any]) -> str:
-    scale, digits = (1, 3) if _as_is(row["metric"]) else (100, 1)
+    scale, digits = display_scale(row["metric"])
     value = f"{scale * row['value']:.{digits}f}"
     if row.get("ci_low") is None or row.get("ci_high") is None:
         return value
@@ -36,13 +37,13 @@ def _fmt(row: Mapping[str, Any]) -> str:
 
 
 Key = tuple[str, str, str, str]
-_ANALYSES = ("saliency", "invariance", "inversion", "embedding")  # cells without a label budget
+ANALYSIS_PROTOCOLS = ("saliency", "invariance", "inversion", "embedding")  # cells without a label budget
 
 
 def _labels(row: Mapping[str, Any]) -> str:
     fraction = row.get("fraction")
     if fraction is None:
-        return "-" if row.get("protocol") in _ANALYSES else "100%"
+        return "-" if row.get("protocol") in ANALYSIS_PROTOCOLS else "100%"
     return f"{100 * fraction:g}%"
 
 
