@@ -384,6 +384,25 @@ def results_show(store: Annotated[Path, typer.Argument(help="results store, e.g.
     console.print(results_table(rows, title=f"medtransfer results: {store}"))
 
 
+@app.command("report")
+def report(store: Annotated[Path, typer.Argument(help="results store, e.g. runs/default.sqlite")],
+           out: Annotated[Path | None, typer.Option("-o", "--out", help="the page to write (default: the store's "
+                                                    "name with .html)")] = None,
+           n_boot: Annotated[int, typer.Option(help="resamples of the paired bootstrap")] = 2000,
+           seed: Annotated[int, typer.Option(help="seed of the bootstrap's resampling")] = 0,
+           as_json: Annotated[bool, typer.Option("--json", help="print what the page holds as JSON")] = False) -> None:
+    """Write one self-contained HTML page (rankings, charts, paired comparisons, provenance) from a store."""
+    from medtransfer.report.html import build_report
+
+    info = build_report(store, out or store.with_suffix(".html"), n_boot=n_boot, seed=seed)
+    if as_json:
+        print(json.dumps(dataclasses.asdict(info), default=str))
+        return
+    charts = ", ".join(f"{n} {kind}" for kind, n in info.charts.items()) or "no charts"
+    console.print(f"wrote {info.path}: {info.cells} cells, {charts}, {info.comparisons} paired comparisons, "
+                  f"{info.images} pictures")
+
+
 @app.command("pretrain")
 def pretrain_(method: Annotated[str, typer.Argument(
                   help="simclr, byol, mocov2, barlowtwins, rotation, rpl, jigsaw, cpc, exemplar", show_default=False)],

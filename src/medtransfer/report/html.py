@@ -235,7 +235,8 @@ def _provenance(cells: Sequence[Row]) -> str:
         error = (c.get("error") or "").strip().splitlines()
         hover = json.dumps({"config": c["config"], "versions": v}, sort_keys=True, default=str)
         body.append((f'<code title="{_e(hover)}">{_e(c["cell_id"][:12])}</code>', _e(c["model"]), _e(c["dataset"]),
-                     _e(c["protocol"]), _e(c["seed"]), _e(_labels(c["fraction"])),
+                     _e(c["protocol"]), _e(c["seed"]),
+                     "–" if c["protocol"] in ANALYSIS_PROTOCOLS else _e(_labels(c["fraction"])),
                      f'<span class="{_e(c["status"])}" title="{_e(error[-1] if error else "")}">{_e(c["status"])}'
                      "</span>", f'<code title="{_e(sha)}">{_e(sha[:12])}</code>', _e(v.get("medtransfer", "")),
                      _e(v.get("torch", "")), _e(v.get("python", "")),

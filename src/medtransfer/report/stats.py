@@ -21,6 +21,7 @@ import numpy as np
 
 from medtransfer.errors import ConfigError
 from medtransfer.protocols.metrics import metric_value, resampled_values
+from medtransfer.report.tables import ANALYSIS_PROTOCOLS
 
 BOOTSTRAP = "paired bootstrap over test images"
 T_TEST = "paired t-test over seeds"
@@ -148,11 +149,11 @@ PredictionsOf = Callable[[str], Any]  # cell_id -> Predictions | None (ResultSto
 
 
 def headline_metrics(rows: Iterable[Row]) -> dict[str, str]:
-    """Each dataset's headline metric: the first metric its cells stored (the runner writes the dataset card's
-    default metric first)."""
+    """Each dataset's headline metric: the first metric its protocol cells stored (the runner writes the dataset
+    card's default metric first); the analyses' numbers are not candidates."""
     out: dict[str, str] = {}
     for r in rows:
-        if r["split"] == "test":
+        if r["split"] == "test" and r["protocol"] not in ANALYSIS_PROTOCOLS:
             out.setdefault(r["dataset"], r["metric"])
     return out
 
