@@ -42,7 +42,8 @@ def precision_for(spec: GridSpec) -> str:
     return "bf16" if use_bf16(spec.bf16, default_device()) else "fp32"
 
 
-def _grouped(cells: Iterable[Cell]) -> dict[tuple[str, str], list[Cell]]:
+def grouped(cells: Iterable[Cell]) -> dict[tuple[str, str], list[Cell]]:
+    """Cells by (model, dataset), in grid order: each pair's model is built and its features extracted once."""
     groups: dict[tuple[str, str], list[Cell]] = {}
     for cell in cells:
         groups.setdefault((cell.model, cell.dataset), []).append(cell)
@@ -93,9 +94,51 @@ def run_protocol(protocol: str, feats: dict[str, FeatureSet], card: mdata.Datase
     return PROTOCOLS.get(protocol)(splits, task=card.task, metrics=metrics, seed=seed, options=options or {})
 
 
-def _run_cell(cell: Cell, feats: dict[str, FeatureSet], card: mdata.DatasetCard) -> ClassificationResult:
-    return run_protocol(cell.protocol, feats, card, seed=cell.seed, fraction=cell.fraction,
-                        options=cell.config["protocol_options"])
+@dataclass
+class CellOutcome:
+    """What one cell computed, ready for `ResultStore.finish`: every executor stores exactly this."""
+
+    rows: list[ResultRow]
+    extra: dict[str, Any]
+    predictions: Predictions | None = None
+    weights_sha256: str | None = None
+
+
+def frozen_outcome(cell: Cell, feats: dict[str, FeatureSet], card: mdata.DatasetCard) -> CellOutcome:
+    """A frozen-feature cell (linear, kNN, few-shot) on its pair's features."""
+    result = run_protocol(cell.protocol, feats, card, seed=cell.seed, fraction=cell.fraction,
+                          options=cell.config["protocol_options"])
+    sha = next(iter(feats.values())).meta["weights_sha256"]  # every split has the same model
+    return CellOutcome(result_rows(result), {"chosen": result.chosen, "grid": result.grid, "n_train": result.n_train},
+                       cell_predictions(result, card.task), sha)
+
+
+def image_outcome(spec: GridSpec, cell: Cell, model: nn.Module, figures: Path | None, *,
+                  progress: bool) -> CellOutcome:
+    """A cell that trains on or looks at images (finetune, segment, the analyses); its pictures go to `figures`
+    (`figure_path`)."""
+    if cell.protocol in ANALYSES:
+        from medtransfer.runner.analyses import run_analysis
+
+        out = run_analysis(cell.protocol, model, cell.dataset, seed=cell.seed,
+                           options=cell.config["analysis_options"], data_root=spec.data_root,
+                           dataset_options=spec.dataset_options.get(cell.dataset, {}), figures=figures,
+                           progress=progress, batch_size=spec.batch_size, input_size=spec.input_size)
+        return CellOutcome(out.rows, {"analysis": out.extra, "files": out.files}, None, weights_sha256(model))
+    result = run_trained(cell.protocol, model, cell.dataset, seed=cell.seed, fraction=cell.fraction,
+                         options=cell.config["protocol_options"], data_root=spec.data_root,
+                         dataset_options=spec.dataset_options.get(cell.dataset, {}), cell_id=cell.cell_id,
+                         progress=progress, figures=figures)
+    scratch = result.chosen.get("init") == "scratch"
+    return CellOutcome(result_rows(result), {"chosen": result.chosen, "grid": result.grid, "n_train": result.n_train},
+                       cell_predictions(result, mdata.get_card(cell.dataset).task),
+                       None if scratch else weights_sha256(model))  # None: trained from random init
+
+
+def store_outcome(store: ResultStore, cell: Cell, outcome: CellOutcome) -> None:
+    """Write a finished cell (one transaction)."""
+    store.finish(cell.cell_id, outcome.rows, weights_sha256=outcome.weights_sha256, extra=outcome.extra,
+                 predictions=outcome.predictions)
 
 
 def _describe(cell: Cell) -> str:
@@ -109,7 +152,8 @@ def _start(store: ResultStore, cell: Cell, summary: RunSummary) -> None:
     say("cell %d/%d: %s", summary.skipped + summary.done + len(summary.failed) + 1, summary.total, _describe(cell))
 
 
-def _fail(store: ResultStore, cells: list[Cell], error: BaseException, summary: RunSummary) -> None:
+def fail_cells(store: ResultStore, cells: list[Cell], error: BaseException, summary: RunSummary) -> None:
+    """Record `error` (with its traceback) as the failure of each of `cells`."""
     for cell in cells:
         message = f"{CellError(_describe(cell))}: {type(error).__name__}: {error}"
         log.error("%s", message)
@@ -119,36 +163,17 @@ def _fail(store: ResultStore, cells: list[Cell], error: BaseException, summary: 
         summary.failed.append(message)
 
 
-def figure_path(store: ResultStore, cell: Cell) -> Path | None:
+def figure_path(store: ResultStore | Path, cell: Cell) -> Path | None:
     """Where a cell's figure goes, beside the store (``runs/x-figures/<cell_id>-segment.png``; an analysis writes
-    ``<cell_id>-saliency.png`` and the like from the prefix ``runs/x-figures/<cell_id>``); None if it has none."""
-    path = Path(store.path)
+    ``<cell_id>-saliency.png`` and the like from the prefix ``runs/x-figures/<cell_id>``); None if it has none.
+
+    `store` is the store or its path (an executor's worker passes a path in its own scratch folder)."""
+    path = Path(store.path if isinstance(store, ResultStore) else store)
     if cell.protocol in ANALYSES:
         return path.parent / f"{path.stem}-figures" / cell.cell_id
     if cell.protocol != "segment":
         return None
     return path.parent / f"{path.stem}-figures" / f"{cell.cell_id}-{cell.protocol}.png"
-
-
-def _analysis_cell(spec: GridSpec, store: ResultStore, cell: Cell, model: nn.Module, *,
-                   progress: bool) -> tuple[list[ResultRow], dict[str, Any], None]:
-    from medtransfer.runner.analyses import run_analysis
-
-    out = run_analysis(cell.protocol, model, cell.dataset, seed=cell.seed, options=cell.config["analysis_options"],
-                       data_root=spec.data_root, dataset_options=spec.dataset_options.get(cell.dataset, {}),
-                       figures=figure_path(store, cell), progress=progress, batch_size=spec.batch_size,
-                       input_size=spec.input_size)
-    return out.rows, {"analysis": out.extra, "files": out.files}, None
-
-
-def _trained_cell(spec: GridSpec, store: ResultStore, cell: Cell, model: nn.Module, *,
-                  progress: bool) -> tuple[list[ResultRow], dict[str, Any], Predictions | None]:
-    result = run_trained(cell.protocol, model, cell.dataset, seed=cell.seed, fraction=cell.fraction,
-                         options=cell.config["protocol_options"], data_root=spec.data_root,
-                         dataset_options=spec.dataset_options.get(cell.dataset, {}), cell_id=cell.cell_id,
-                         progress=progress, figures=figure_path(store, cell))
-    extra = {"chosen": result.chosen, "grid": result.grid, "n_train": result.n_train}
-    return result_rows(result), extra, cell_predictions(result, mdata.get_card(cell.dataset).task)
 
 
 def _run_trained_cells(spec: GridSpec, store: ResultStore, cells: list[Cell],
@@ -162,16 +187,45 @@ def _run_trained_cells(spec: GridSpec, store: ResultStore, cells: list[Cell],
             if built[0] != cell.model:
                 built = (cell.model, create(model_source(spec, cell.model)))
             assert built[1] is not None, "a model was just built"
-            run = _analysis_cell if cell.protocol in ANALYSES else _trained_cell
-            rows, extra, predictions = run(spec, store, cell, built[1], progress=progress)
+            outcome = image_outcome(spec, cell, built[1], figure_path(store, cell), progress=progress)
         except Exception as e:  # noqa: BLE001 - recorded in the store with its traceback
-            _fail(store, [cell], e, summary)
+            fail_cells(store, [cell], e, summary)
             continue
-        scratch = extra.get("chosen", {}).get("init") == "scratch"
-        sha = None if scratch else weights_sha256(built[1])  # None: trained from random init
-        store.finish(cell.cell_id, rows, weights_sha256=sha, extra=extra, predictions=predictions)
+        store_outcome(store, cell, outcome)
         summary.done += 1
     return built
+
+
+@dataclass
+class GridPlan:
+    """A checked grid against a store: what to run (`todo`, in grid order) and the summary it starts from."""
+
+    spec: GridSpec
+    precision: str
+    todo: list[Cell]
+    summary: RunSummary
+
+
+def plan_grid(spec: GridSpec, store: ResultStore, *, force: bool = False) -> GridPlan:
+    """Check `spec` (every problem at once, before anything runs), expand it and leave out the cells `store`
+    holds already (none with `force`); the spec comes back with its pretraining folders beside the store."""
+    check_spec(spec)  # load_spec did it for files; a spec built in Python is checked here
+    precision = precision_for(spec)
+    cells = expand(spec, precision=precision)
+    if mismatched := mismatched_pairs(spec):
+        log.warning("Not run, the model and dataset dims differ: %s", "; ".join(mismatched))
+    if mismatched := protocol_mismatches(spec):
+        log.warning("Not run, the protocol does not fit the dataset's task: %s", "; ".join(mismatched))
+    done = set() if force else store.done_cells()
+    summary = RunSummary(total=len(cells), skipped=sum(c.cell_id in done for c in cells))
+    say("grid %r: %d cells, %d already in %s", spec.name, summary.total, summary.skipped, store.path)
+    spec = with_folders(spec, Path(store.path).parent)  # pretrained models live beside the store
+    return GridPlan(spec, precision, [c for c in cells if c.cell_id not in done], summary)
+
+
+def on_images(cell: Cell) -> bool:
+    """Whether a cell trains on or looks at images (its own data path) rather than scoring frozen features."""
+    return cell.protocol in (*TRAINED_PROTOCOLS, *ANALYSES)
 
 
 def run_grid(spec: GridSpec, store: ResultStore, *, force: bool = False, progress: bool = False) -> RunSummary:
@@ -184,26 +238,16 @@ def run_grid(spec: GridSpec, store: ResultStore, *, force: bool = False, progres
         >>> with ResultStore("runs/default.sqlite") as store:
         ...     summary = run_grid(load_spec(), store)
     """
-    check_spec(spec)  # every problem of the spec at once, before anything runs (load_spec did it for files)
-    precision = precision_for(spec)
-    cells = expand(spec, precision=precision)
-    if mismatched := mismatched_pairs(spec):
-        log.warning("Not run, the model and dataset dims differ: %s", "; ".join(mismatched))
-    if mismatched := protocol_mismatches(spec):
-        log.warning("Not run, the protocol does not fit the dataset's task: %s", "; ".join(mismatched))
-    done = set() if force else store.done_cells()
-    summary = RunSummary(total=len(cells), skipped=sum(c.cell_id in done for c in cells))
-    say("grid %r: %d cells, %d already in %s", spec.name, summary.total, summary.skipped, store.path)
-    spec = with_folders(spec, Path(store.path).parent)  # pretrained models live beside the store
+    plan = plan_grid(spec, store, force=force)
+    spec, precision, summary = plan.spec, plan.precision, plan.summary
     unmade = run_pretraining(spec, progress=progress)  # before the grid: its models enter by name
     built: tuple[str | None, nn.Module | None] = (None, None)
-    for (model_name, dataset_name), group in _grouped(c for c in cells if c.cell_id not in done).items():
+    for (model_name, dataset_name), group in grouped(plan.todo).items():
         if model_name in unmade:  # its pretraining failed: never score an older model in the folder instead
-            _fail(store, group, CellError(unmade[model_name]), summary)
+            fail_cells(store, group, CellError(unmade[model_name]), summary)
             continue
-        on_images = (*TRAINED_PROTOCOLS, *ANALYSES)  # train on or look at images: their own data path
-        trained = [c for c in group if c.protocol in on_images]
-        group = [c for c in group if c.protocol not in on_images]
+        trained = [c for c in group if on_images(c)]
+        group = [c for c in group if not on_images(c)]
         if trained:
             built = _run_trained_cells(spec, store, trained, built, summary, progress=progress)
         if not group:
@@ -214,19 +258,16 @@ def run_grid(spec: GridSpec, store: ResultStore, *, force: bool = False, progres
             feats, card = pair_features(spec, model_name, dataset_name, progress=progress, precision=precision,
                                         model=built[1])
         except Exception as e:  # noqa: BLE001 - a broken pair fails its cells; the rest of the grid still runs
-            _fail(store, group, e, summary)
+            fail_cells(store, group, e, summary)
             continue
         for cell in group:
             _start(store, cell, summary)
             try:
-                result = _run_cell(cell, feats, card)
+                outcome = frozen_outcome(cell, feats, card)
             except Exception as e:  # noqa: BLE001 - recorded in the store with its traceback
-                _fail(store, [cell], e, summary)
+                fail_cells(store, [cell], e, summary)
                 continue
-            sha = next(iter(feats.values())).meta["weights_sha256"]  # every split has the same model
-            store.finish(cell.cell_id, result_rows(result), weights_sha256=sha,
-                         extra={"chosen": result.chosen, "grid": result.grid, "n_train": result.n_train},
-                         predictions=cell_predictions(result, card.task))
+            store_outcome(store, cell, outcome)
             summary.done += 1
     say("grid done: %d cells run, %d already in the store, %d failed", summary.done, summary.skipped,
         len(summary.failed))
