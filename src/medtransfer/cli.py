@@ -172,22 +172,52 @@ def extract(model: Annotated[str, typer.Option(help="model name")],
         console.print(f"{dataset}:{s} {fs.x.shape} key={fs.key} {speed}")
 
 
+EXECUTORS = ("local", "ray")
+
+
 @app.command()
 def bench(args: Annotated[list[str] | None, typer.Argument(
               help="optional SPEC.yaml, then key=value overrides (e.g. seeds=[0,1])", show_default=False)] = None,
           store: Annotated[Path | None, typer.Option(help="results store (default runs/<name>.sqlite)")] = None,
           force: Annotated[bool, typer.Option(help="recompute cells the store already holds")] = False,
+          executor: Annotated[str, typer.Option(help="local (this process) or ray (a Ray cluster)")] = "local",
+          address: Annotated[str | None, typer.Option(help="Ray cluster: auto, host:port or ray://host:port "
+                                                      "(default: start a local one)")] = None,
+          num_cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray cluster (default: all)")] = None,
+          dry_run: Annotated[bool, typer.Option(help="list the cells and their estimated cost; run nothing")] = False,
           as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False) -> None:
     """Run a benchmark grid (the embedded default when no SPEC is given) and print its results table."""
     from medtransfer.report import results_table
     from medtransfer.runner import ResultStore, expand, load_spec, run_grid
     from medtransfer.runner.local import precision_for
 
+    if executor not in EXECUTORS:
+        from medtransfer.registry import did_you_mean
+
+        raise ConfigError(f"Unknown executor {executor!r}.{did_you_mean(executor, list(EXECUTORS))} Choose one of "
+                          f"{list(EXECUTORS)}.")
+    if address is not None and executor != "ray":
+        raise ConfigError("--address names a Ray cluster; add --executor ray.")
+    if executor == "ray" and not dry_run:
+        from medtransfer.runner.ray import check_address
+
+        check_address(address)  # before the spec is read or the store opened: a dead address changes nothing
     args = list(args or [])
     path = args.pop(0) if args and "=" not in args[0] else None
     spec = load_spec(path, args)
-    with ResultStore(store or Path("runs") / f"{spec.name}.sqlite") as st:
-        summary = run_grid(spec, st, force=force, progress=_bars(as_json))
+    target = store or Path("runs") / f"{spec.name}.sqlite"
+    if dry_run:
+        _dry_run(expand(spec, precision=precision_for(spec)), target, executor=executor, force=force,
+                 as_json=as_json)
+        return
+    with ResultStore(target) as st:
+        if executor == "ray":
+            from medtransfer.runner.ray import run_grid_ray
+
+            summary = run_grid_ray(spec, st, address=address, force=force, num_cpus=num_cpus,
+                                   progress=_bars(as_json))
+        else:
+            summary = run_grid(spec, st, force=force, progress=_bars(as_json))
         ids = {c.cell_id for c in expand(spec, precision=precision_for(spec))}  # this spec's cells, not older ones
         rows = [r for r in st.results() if r["cell_id"] in ids]
     if as_json:
@@ -199,6 +229,39 @@ def bench(args: Annotated[list[str] | None, typer.Argument(
         console.print(f"[red]failed[/red] {message}")
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _dry_run(cells: list, store: Path, *, executor: str, force: bool, as_json: bool) -> None:
+    from medtransfer.runner.estimate import estimate, totals
+    from medtransfer.runner.store import ResultStore
+
+    history: list[dict] = []
+    if store.is_file():
+        st = ResultStore.open_read_only(store)
+        try:
+            history = st.cells()
+        finally:
+            st.close()
+    found = estimate(cells, history)
+    total = totals(found, force=force)
+    if as_json:
+        print(json.dumps({"executor": executor, "store": str(store), **total, "cells_detail": [
+            {"cell_id": e.cell.cell_id, "model": e.cell.model, "dataset": e.cell.dataset, "protocol": e.cell.protocol,
+             "seed": e.cell.seed, "fraction": e.cell.fraction, "status": e.status, "estimated_s": e.seconds,
+             "basis": e.basis, "resource": e.resource} for e in found]}, indent=1))
+        return
+    table = Table("cell", "model", "dataset", "protocol", "seed", "labels", "in store", "est. s", "on", "basis",
+                  title=f"dry run ({executor} executor): nothing runs")
+    for e in found:
+        c = e.cell
+        table.add_row(c.cell_id[:12], c.model, c.dataset, c.protocol, str(c.seed),
+                      "-" if c.fraction is None else f"{100 * c.fraction:g}%", e.status,
+                      "?" if e.seconds is None else f"{e.seconds:.1f}", e.resource, e.basis)
+    console.print(table)
+    console.print(f"{total['to_run']} of {total['cells']} cells to run ({total['skipped']} done in {store}); "
+                  f"estimated {total['estimated_s']:.1f} s of cell time, {total['unknown']} cells without an "
+                  f"estimate; {total['gpu_cells']} would use a GPU where the cluster has one. Frozen cells' "
+                  "figures leave out feature extraction (once per model and dataset).")
 
 
 def _result_table(result: ClassificationResult, title: str) -> Table:

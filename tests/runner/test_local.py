@@ -109,6 +109,10 @@ def test_resume_after_kill_loses_at_most_the_running_cell(tmp_path: Path) -> Non
         assert len(store.done_cells()) == 16
     keys = [(r["cell_id"], r["metric"], r["split"]) for r in rows]
     assert len(keys) == len(set(keys)) == 16 * 2  # every cell once, each with accuracy and auc
+    with ResultStore(tmp_path / "uninterrupted.sqlite") as store:  # the same grid, never killed
+        run_grid(load_spec(spec_path), store)
+        expected = {(r["cell_id"], r["metric"]): (r["value"], r["ci_low"], r["ci_high"]) for r in store.results()}
+    assert {(r["cell_id"], r["metric"]): (r["value"], r["ci_low"], r["ci_high"]) for r in rows} == expected
 
 
 def test_label_fractions_subset_train_only(tmp_path: Path) -> None:

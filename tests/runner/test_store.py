@@ -442,3 +442,27 @@ def test_a_version_1_store_is_read_as_is_and_migrated_when_written(tmp_path: Pat
         assert s.cells_with_predictions() == {"cell001"}
         version = s._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
     assert version == str(SCHEMA_VERSION) == "2"
+
+
+WRITER = LOAD_STORE + """
+store = S.ResultStore(sys.argv[2], timeout=60)
+for i in range(int(sys.argv[3]), int(sys.argv[3]) + int(sys.argv[4])):
+    cell = S.Cell(f"c{i:07d}", "m", "d", "p", seed=i)
+    store.start(cell)
+    store.finish(cell.cell_id, [S.ResultRow(f"m{k}", "test", k / 10) for k in range(3)], weights_sha256=None)
+"""
+
+
+def test_two_writers_at_once_lose_nothing(tmp_path: Path) -> None:
+    # two bench runs pointed at one store: WAL and BEGIN IMMEDIATE serialise their transactions
+    path = tmp_path / "shared.sqlite"
+    ResultStore(path).close()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, store_module.__file__, str(path), str(offset), "150"],
+                              stderr=subprocess.PIPE, text=True, env=env) for offset in (0, 10_000)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    with ResultStore(path) as s:
+        assert len(s.done_cells()) == 300 and len(s.results()) == 900
+        assert s._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
