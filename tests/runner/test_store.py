@@ -466,3 +466,12 @@ def test_two_writers_at_once_lose_nothing(tmp_path: Path) -> None:
     with ResultStore(path) as s:
         assert len(s.done_cells()) == 300 and len(s.results()) == 900
         assert s._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_an_executor_may_give_the_cells_compute_time(store: ResultStore) -> None:
+    store.start(_cell(0))
+    store.finish("cell000", ROWS, weights_sha256=None, duration_s=1.25)  # a Ray task's own time, not its queueing
+    store.start(_cell(1))
+    store.finish("cell001", ROWS, weights_sha256=None)
+    durations = {c["cell_id"]: c["duration_s"] for c in store.cells()}
+    assert durations["cell000"] == 1.25 and 0 <= durations["cell001"] < 1.25

@@ -102,6 +102,7 @@ class CellOutcome:
     extra: dict[str, Any]
     predictions: Predictions | None = None
     weights_sha256: str | None = None
+    compute_s: float | None = None  # measured where it ran (a Ray task); None: the store times it
 
 
 def frozen_outcome(cell: Cell, feats: dict[str, FeatureSet], card: mdata.DatasetCard) -> CellOutcome:
@@ -138,7 +139,7 @@ def image_outcome(spec: GridSpec, cell: Cell, model: nn.Module, figures: Path | 
 def store_outcome(store: ResultStore, cell: Cell, outcome: CellOutcome) -> None:
     """Write a finished cell (one transaction)."""
     store.finish(cell.cell_id, outcome.rows, weights_sha256=outcome.weights_sha256, extra=outcome.extra,
-                 predictions=outcome.predictions)
+                 predictions=outcome.predictions, duration_s=outcome.compute_s)
 
 
 def _describe(cell: Cell) -> str:

@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -142,11 +143,13 @@ def _features_task(spec: GridSpec, model_name: str, dataset_name: str,
 
 def _frozen_task(cell: Cell, pair: tuple[dict[str, FeatureSet], mdata.DatasetCard]) -> CellOutcome:
     feats, card = pair
-    return frozen_outcome(cell, feats, card)
+    t0 = time.perf_counter()
+    return replace(frozen_outcome(cell, feats, card), compute_s=time.perf_counter() - t0)
 
 
 def _image_task(spec: GridSpec, cell: Cell, store_name: str) -> tuple[CellOutcome, dict[str, bytes]]:
     """Train or analyse in a scratch folder; return the outcome and the pictures' bytes by file name."""
+    t0 = time.perf_counter()
     model = create(model_source(spec, cell.model))
     with tempfile.TemporaryDirectory(prefix="medtransfer-ray-") as scratch:
         outcome = image_outcome(spec, cell, model, figure_path(Path(scratch) / store_name, cell), progress=False)
@@ -154,7 +157,7 @@ def _image_task(spec: GridSpec, cell: Cell, store_name: str) -> tuple[CellOutcom
         files = {f.name: f.read_bytes() for f in sorted(folder.iterdir())} if folder.is_dir() else {}
         if "files" in outcome.extra:  # paths as the driver will write them
             outcome.extra["files"] = [Path(f).name for f in outcome.extra["files"]]
-    return outcome, files
+    return replace(outcome, compute_s=time.perf_counter() - t0), files
 
 
 # ---------------------------------------------------------------- the driver

@@ -352,7 +352,8 @@ class ResultStore:
         return row
 
     def finish(self, cell_id: str, rows: Iterable[ResultRow], *, weights_sha256: str | None,
-               extra: dict[str, Any] | None = None, predictions: Predictions | None = None) -> None:
+               extra: dict[str, Any] | None = None, predictions: Predictions | None = None,
+               duration_s: float | None = None) -> None:
         """Write a finished cell's rows and mark it done, in one transaction.
 
         The cell's old rows are deleted first, so finishing twice leaves one set. If anything fails (a NaN
@@ -364,6 +365,8 @@ class ResultStore:
             weights_sha256: sha256 of the weights the cell used (None for random init).
             extra: JSON-serialisable facts about the run (chosen hyperparameters, n_train ...).
             predictions: the per-sample labels and probabilities the metrics came from (kept compressed).
+            duration_s: the cell's compute time, when the executor measured it (a queued Ray task's start is its
+                submission); None: the time since `start`.
         """
         packed = None if predictions is None else (predictions.split, predictions.task, predictions.n,
                                                    _pack(predictions.y_true), _pack(predictions.y_score))
@@ -371,6 +374,7 @@ class ResultStore:
         extra_json = None if extra is None else json.dumps(extra, sort_keys=True, default=_json_default)
         with self._transaction():
             cell, now, duration = self._close_cell(cell_id)
+            duration = duration if duration_s is None else float(duration_s)
             head = (cell_id, cell["model"], cell["dataset"], cell["protocol"], cell["seed"], cell["fraction"])
             tail = (weights_sha256, versions_json, now)
             # rows is consumed inside the transaction: an error half-way rolls back the rows already inserted.
