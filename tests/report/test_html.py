@@ -136,3 +136,23 @@ def test_the_page_in_headless_chromium(store: Path, tmp_path: Path) -> None:
         finally:
             browser.close()
     assert errors == []
+
+
+def test_the_report_reads_the_store_without_the_training_stack(store: Path, tmp_path: Path) -> None:
+    # a report is a second's work: the store, numpy and matplotlib, never torch (seconds to import)
+    code = ("import sys\nfrom medtransfer.report.html import build_report\n"
+            f"build_report({str(store)!r}, {str(tmp_path / 'p.html')!r}, n_boot=50)\n"
+            "print([m for m in ('torch', 'sklearn', 'pytorch_lightning', 'monai') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_store_of_a_newer_schema_gets_no_report(store: Path, tmp_path: Path) -> None:
+    newer = tmp_path / "newer.sqlite"
+    newer.write_bytes(store.read_bytes())
+    with sqlite3.connect(newer) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="schema version 99.*Upgrade medtransfer"):
+        build_report(newer, tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
