@@ -44,8 +44,8 @@ from threadpoolctl import threadpool_limits
 
 from medtransfer import data, features, models
 from medtransfer.protocols import Features, few_shot, linear_probe
-from medtransfer.protocols.knn import knn
 from medtransfer.protocols.fewshot import episode_indices
+from medtransfer.protocols.knn import knn
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist"
 Splits = dict[str, Features]

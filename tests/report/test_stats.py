@@ -8,8 +8,16 @@ from scipy import stats
 
 from medtransfer.errors import ConfigError
 from medtransfer.protocols.metrics import bootstrap_indices, metric_value
-from medtransfer.report.stats import (BOOTSTRAP, NO_TEST, T_TEST, compare, headline_metrics, holm, paired_bootstrap,
-                                      paired_seeds)
+from medtransfer.report.stats import (
+    BOOTSTRAP,
+    NO_TEST,
+    T_TEST,
+    compare,
+    headline_metrics,
+    holm,
+    paired_bootstrap,
+    paired_seeds,
+)
 from medtransfer.runner.store import Predictions
 
 

@@ -17,7 +17,8 @@ def _h(cell_id: str, protocol: str, dataset: str, model: str, seconds: float, st
 
 
 def test_the_closest_history_gives_the_estimate() -> None:
-    history = [_h("a", "linear", "d1", "m1", 2.0), _h("b", "linear", "d1", "m1", 4.0), _h("c", "linear", "d1", "m2", 30),
+    history = [_h("a", "linear", "d1", "m1", 2.0), _h("b", "linear", "d1", "m1", 4.0),
+               _h("c", "linear", "d1", "m2", 30),
                _h("d", "linear", "d2", "m3", 10.0), _h("e", "knn", "d1", "m1", 99, status="failed")]
     cells = [Cell("a", "m1", "d1", "linear", 0), Cell("x", "m9", "d1", "linear", 1), Cell("y", "m9", "d9", "linear", 2),
              Cell("e", "m1", "d1", "knn", 0), Cell("z", "m1", "d1", "finetune", 0)]

@@ -18,8 +18,7 @@ import pytest
 
 from medtransfer.errors import ConfigError, UnknownNameError
 from medtransfer.runner import store as store_module
-from medtransfer.runner.store import (SCHEMA_VERSION, Cell, Predictions, ResultRow, ResultStore, StoreError,
-                                      versions)
+from medtransfer.runner.store import SCHEMA_VERSION, Cell, Predictions, ResultRow, ResultStore, StoreError, versions
 
 ROWS = [ResultRow("auc", "test", 0.91, 0.88, 0.94, 156),
         ResultRow("accuracy", "test", 1 / 3, None, None, 156),

@@ -12,11 +12,15 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medtransfer.report.curves import CurvePoint
 from medtransfer.report.tables import display_scale
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _WIDTH_PER_GROUP = 0.8  # share of one x slot the grouped bars fill
 
@@ -32,13 +36,13 @@ class Bar:
     high: float | None = None
 
 
-def _figure(width: float, height: float):  # noqa: ANN202 - matplotlib.figure.Figure, imported lazily
+def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def to_svg(fig) -> str:  # noqa: ANN001 - a matplotlib Figure
+def to_svg(fig: Figure) -> str:
     """The figure as one ``<svg>`` element (no XML prolog, no date, deterministic ids)."""
     import matplotlib
 
@@ -76,7 +80,8 @@ def bar_chart(bars: Sequence[Bar], *, metric: str, title: str, colours: Mapping[
         err = np.array([[scale * (b.value - b.low) if b.low is not None else 0.0 for b in here],
                         [scale * (b.high - b.value) if b.high is not None else 0.0 for b in here]])
         offset = (k - (len(models) - 1) / 2) * width
-        ax.bar(x + offset, values, width * 0.95, yerr=np.clip(err, 0, None), capsize=3, label=model, color=colours[model],
+        ax.bar(x + offset, values, width * 0.95, yerr=np.clip(err, 0, None), capsize=3, label=model,
+               color=colours[model],
                error_kw={"elinewidth": 1, "ecolor": "#333"})
     ax.set_xticks(range(len(groups)), groups, rotation=20 if len(groups) > 3 else 0, ha="right" if len(groups) > 3
                   else "center")

@@ -95,7 +95,8 @@ class _Summary:
 def _summaries(rows: Sequence[Row], metrics: Mapping[str, str]) -> list[_Summary]:
     grouped: dict[tuple[str, str, float | None, str], list[Row]] = {}
     for r in rows:
-        if r["split"] == "test" and r["metric"] == metrics.get(r["dataset"]) and r["protocol"] not in ANALYSIS_PROTOCOLS:
+        headline = r["metric"] == metrics.get(r["dataset"])
+        if r["split"] == "test" and headline and r["protocol"] not in ANALYSIS_PROTOCOLS:
             fraction = None if _full_labels(r) else float(r["fraction"])
             grouped.setdefault((r["dataset"], r["protocol"], fraction, r["model"]), []).append(r)
     out = []

@@ -209,15 +209,17 @@ def _compare_pair(dataset: str, protocol: str, fraction: float | None, metric: s
                   rows_a: list[Row], rows_b: list[Row], seeds: tuple[int, ...], predictions: PredictionsOf | None,
                   *, n_boot: int, seed: int) -> Comparison:
     values_a, values_b = [r["value"] for r in rows_a], [r["value"] for r in rows_b]
-    head = dict(dataset=dataset, protocol=protocol, fraction=fraction, metric=metric, model_a=a, model_b=b,
-                seeds=seeds, mean_a=float(np.mean(values_a)), mean_b=float(np.mean(values_b)))
+    head: dict[str, Any] = dict(dataset=dataset, protocol=protocol, fraction=fraction, metric=metric, model_a=a,
+                                model_b=b, seeds=seeds, mean_a=float(np.mean(values_a)),
+                                mean_b=float(np.mean(values_b)))
     preds = [predictions(r["cell_id"]) for r in (*rows_a, *rows_b)] if predictions is not None else []
     if preds and _same_test_images(preds):
         k = len(seeds)
-        diff, low, high, p = paired_bootstrap(metric, preds[0].task, preds[0].y_true,
+        diff, boot_low, boot_high, p = paired_bootstrap(metric, preds[0].task, preds[0].y_true,
                                               [p.y_score for p in preds[:k]], [p.y_score for p in preds[k:]],
                                               n_boot=n_boot, seed=seed)
-        return Comparison(**head, diff=diff, ci_low=low, ci_high=high, test=BOOTSTRAP, p=p, n=preds[0].n)
+        return Comparison(**head, diff=diff, ci_low=boot_low, ci_high=boot_high, test=BOOTSTRAP, p=p,
+                          n=preds[0].n)
     diff, low, high, p_t, p_w = paired_seeds(values_a, values_b)
     if len(seeds) < 2:
         return Comparison(**head, diff=diff, ci_low=None, ci_high=None, test=NO_TEST, p=None, n=len(seeds))

@@ -38,7 +38,7 @@ def estimate(cells: Iterable[Cell], history: Iterable[Mapping[str, Any]]) -> lis
     history = list(history)
     status = {h["cell_id"]: h["status"] for h in history}
     done = [h for h in history if h["status"] == "done" and h.get("duration_s") is not None]
-    keys = (("protocol", "dataset", "model"), ("protocol", "dataset"), ("protocol",))
+    keys: tuple[tuple[str, ...], ...] = (("protocol", "dataset", "model"), ("protocol", "dataset"), ("protocol",))
     tables: list[dict[tuple[Any, ...], list[float]]] = []
     for key in keys:
         table: dict[tuple[Any, ...], list[float]] = {}

@@ -34,8 +34,19 @@ from medtransfer._progress import say
 from medtransfer.errors import CellError, ConfigError
 from medtransfer.features import FeatureSet
 from medtransfer.models import create
-from medtransfer.runner.local import (CellOutcome, RunSummary, fail_cells, figure_path, frozen_outcome, grouped,
-                                      image_outcome, on_images, pair_features, plan_grid, store_outcome)
+from medtransfer.runner.local import (
+    CellOutcome,
+    RunSummary,
+    fail_cells,
+    figure_path,
+    frozen_outcome,
+    grouped,
+    image_outcome,
+    on_images,
+    pair_features,
+    plan_grid,
+    store_outcome,
+)
 from medtransfer.runner.pretraining import model_source, run_pretraining
 from medtransfer.runner.spec import GridSpec
 from medtransfer.runner.store import Cell, ResultStore
@@ -100,7 +111,7 @@ def _gcs_problem(target: str, timeout: float) -> str | None:
     with grpc.insecure_channel(target) as channel:
         stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
         try:
-            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout)
+            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout)  # type: ignore[attr-defined]
         except grpc.RpcError as e:
             if e.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                 return None
