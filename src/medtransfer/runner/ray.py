@@ -105,7 +105,7 @@ def _gcs_problem(target: str, timeout: float) -> str | None:
     try:
         import grpc
         from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
-    except ImportError:  # a Ray without these internals: a TCP connection is the check left
+    except ImportError:  # no grpcio (the ray extra brings it) or a Ray without these stubs: a TCP connection is left
         host, _, port = target.rpartition(":")
         return _tcp_problem(host, int(port), timeout)
     with grpc.insecure_channel(target) as channel:
