@@ -43,3 +43,12 @@ def test_a_missing_half_mask_is_named(tmp_path: Path) -> None:
         load("montgomery-lungs", "train", data_root=root)
     with pytest.raises(DataError, match="expected CXR_png/ and ManualMask/leftMask|rightMask/"):
         load("montgomery-lungs", "train", data_root=tmp_path / "nowhere")
+
+
+def test_the_tb_task_reads_its_label_from_the_file_name(tmp_path: Path) -> None:
+    _tree(tmp_path / "NLM-MontgomeryCXRSet" / "MontgomerySet", n=20)
+    parts = [load("montgomery-tb", s, data_root=tmp_path) for s in ("train", "val", "test")]
+    assert sum(len(d) for d in parts) == 20 and parts[0].card.task == "binary"
+    for d in parts:
+        assert [int(p.stem[-1]) for p in d.paths] == d.labels.tolist()  # MCUCXR_0001_1.png: tuberculosis
+    assert {int(y) for d in parts[1:] for y in d.labels} == {0, 1}  # stratified: both classes in val and test

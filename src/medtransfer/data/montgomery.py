@@ -8,6 +8,9 @@ content, under the data root)::
 
 The lung mask is the union of the left and right masks (Hosseinzadeh Taher et al.'s LXS task). There is no
 official split: a seeded 70/10/20 train/val/test split of the images (``seed`` option).
+
+``montgomery-tb`` is the same download as a classification task (Anton et al.'s): tuberculosis vs normal, the
+label from the file name's last digit (MCUCXR_0001_0.png: normal), split as ``shenzhen`` is.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import numpy as np
 
 from medtransfer.data.base import DATASETS, DatasetCard, DatasetEntry, default_data_root
 from medtransfer.data.folder import read_image
+from medtransfer.data.labelled import LabelledFiles, Layout, check_split_options, split_files
 from medtransfer.data.segmentation import PairedFiles, binary_mask, seeded_split, segmentation_card
+from medtransfer.data.shenzhen import tb_card, tb_files
 from medtransfer.errors import DataError
 
 URL = "https://lhncbc.nlm.nih.gov/LHC-downloads/downloads.html#tuberculosis-image-data-sets"
@@ -69,3 +74,20 @@ def load_montgomery(card: DatasetCard, split: str, *, data_root: str | os.PathLi
 
 
 DATASETS.add(CARD.name, DatasetEntry(CARD, load_montgomery))
+
+TB_LAYOUT = Layout("Montgomery", "NLM-MontgomeryCXRSet/MontgomerySet/{CXR_png/MCUCXR_NNNN_L.png, ClinicalReadings/, "
+                   "ManualMask/}", URL)
+TB_CARD = tb_card("montgomery-tb", "Montgomery County TB chest X-rays (binary: tuberculosis vs normal).",
+                  {"normal": 80, "tuberculosis": 58}, TB_LAYOUT)
+
+
+def load_montgomery_tb(card: DatasetCard, split: str, *, data_root: str | os.PathLike[str] | None = None,
+                       split_rule: str = "seeded", seed: int = 0) -> LabelledFiles:
+    """One split of the Montgomery TB classification task (see the module docstring)."""
+    check_split_options(card, {"split_rule": split_rule})
+    root = find_root(data_root)
+    paths, y = tb_files(root, "MCUCXR", TB_LAYOUT)
+    return split_files(card, split, paths, y, rule=split_rule, seed=seed, layout=TB_LAYOUT)
+
+
+DATASETS.add(TB_CARD.name, DatasetEntry(TB_CARD, load_montgomery_tb, check_split_options))
