@@ -5,7 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from medtransfer.cli import app, main
@@ -200,3 +202,18 @@ def test_a_constant_predictor_s_kappa_carries_a_note() -> None:
     varied = ClassificationResult("knn", {"qw_kappa": 0.0}, {"qw_kappa": (-0.1, 0.1)})
     console.print(_result_table(varied, "t"))
     assert console.export_text().count("predictor is constant") == 0  # export_text clears the record
+
+
+def test_datasets_check_counts_a_copy_without_running_a_model(tmp_path: Path) -> None:
+    folder = tmp_path / "ChinaSet_AllFiles" / "CXR_png"
+    folder.mkdir(parents=True)
+    for i in range(1, 21):
+        Image.fromarray(np.full((6, 6), i, np.uint8)).save(folder / f"CHNCXR_{i:04d}_{i % 2}.png")
+    out = _cli("datasets", "check", "shenzhen", "--data-root", str(tmp_path), "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert sum(s["images"] for s in report["splits"].values()) == 20
+    assert sum(s["per_class"]["tuberculosis"] for s in report["splits"].values()) == 10
+    assert report["n_patients_in_two_splits"] == 0 and report["published_counts"]["tuberculosis"] == 336
+    missing = _cli("datasets", "check", "shenzhen", "--data-root", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "Shenzhen: 'CXR_png' not found" in " ".join(missing.stderr.split())

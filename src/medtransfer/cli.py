@@ -75,6 +75,36 @@ def datasets_info(name: str) -> None:
     console.print(_kv_table(name, {k: v for k, v in card.items() if v not in ("", {}, None)}))
 
 
+@datasets_app.command("check")
+def datasets_check(name: str, data_root: DataRoot = None,
+                   as_json: Annotated[bool, typer.Option("--json", help="print the counts as JSON")] = False) -> None:
+    """Validate a copy of a dataset without running a model: every split loads (layout, CSV columns, label
+    values, listed images), counts per split and class beside the published counts, no patient in two splits."""
+    from medtransfer.data import get_card, load
+    from medtransfer.data.labelled import counts, leaking_groups
+
+    card = get_card(name)
+    splits = {s: load(name, s, data_root=data_root) for s in card.splits}
+    table = {s: {} if card.task == "segmentation" else counts(ds) for s, ds in splits.items()}
+    grouped = [ds for ds in splits.values() if getattr(ds, "groups", None) is not None]
+    leaks = sorted(leaking_groups(grouped)) if grouped else []
+    report = {"dataset": name, "splits": {s: {"images": len(ds), "per_class": table[s]} for s, ds in splits.items()},
+              "published_counts": card.extra.get("published_counts"), "patients_in_two_splits": leaks[:20],
+              "n_patients_in_two_splits": len(leaks)}
+    if as_json:
+        print(json.dumps(report, indent=1))
+    else:
+        out = Table("split", "images", *card.label_names, title=f"{name}: {data_root or 'default data root'}")
+        for s, ds in splits.items():
+            out.add_row(s, str(len(ds)), *(str(table[s].get(c, "-")) for c in card.label_names))
+        console.print(out)
+        if report["published_counts"]:
+            console.print(f"published counts: {report['published_counts']}")
+        console.print(f"patients in two splits: {len(leaks)}" + (f" (e.g. {leaks[:5]})" if leaks else ""))
+    if leaks:
+        raise typer.Exit(1)
+
+
 @datasets_app.command("unpack-mednist")
 def datasets_unpack_mednist(src: Path, data_root: DataRoot = None) -> None:
     """Unpack a MedNIST subset .npz (e.g. ../shared/data/mednist/mednist_subset.npz) into <data-root>/MedNIST."""

@@ -205,7 +205,7 @@ class LabelledFiles(ImageDataset):
         return self._fingerprint
 
 
-def counts(dataset: LabelledFiles) -> dict[str, int]:
+def counts(dataset: ImageDataset) -> dict[str, int]:
     """Images per class of a split (per label's positives for multi-label), by label name."""
     y = np.asarray(dataset.labels)
     names = dataset.card.label_names
