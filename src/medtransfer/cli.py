@@ -496,6 +496,107 @@ def report(store: Annotated[Path, typer.Argument(help="results store, e.g. runs/
                   f"{info.images} pictures")
 
 
+@app.command("reproduce")
+def reproduce(study: Annotated[str, typer.Argument(help="anton2022, hosseinzadeh2021, taleb2020, freddy2023 or "
+                                                   "medmnist-v2", show_default=False)],
+              overrides: Annotated[list[str] | None, typer.Argument(
+                  help="key=value spec overrides for every part, e.g. seeds=[0]", show_default=False)] = None,
+              data_root: DataRoot = None,
+              store: Annotated[Path | None, typer.Option(help="results store (default runs/<study>.sqlite)")] = None,
+              dry_run: Annotated[bool, typer.Option(help="list the cells, their cost and the data; run nothing")
+                                 ] = False,
+              executor: Annotated[str, typer.Option(help="local or ray")] = "local",
+              address: Annotated[str | None, typer.Option(help="Ray cluster address (with --executor ray)")] = None,
+              as_json: Annotated[bool, typer.Option("--json", help="print the plan (--dry-run) as JSON")] = False
+              ) -> None:
+    """Run a reference study's grid (shipped with the study's presets) into one store; the report then puts our
+    numbers beside the published ones."""
+    from medtransfer.config import parse_overrides
+    from medtransfer.runner.local import precision_for
+    from medtransfer.runner.studies import load_study, missing_data, published_rows, study_cells
+
+    if executor not in EXECUTORS:
+        raise ConfigError(f"Unknown executor {executor!r}; choose one of {list(EXECUTORS)}.")
+    settings = parse_overrides(overrides or []) | ({"data_root": str(data_root)} if data_root else {})
+    plan = load_study(study, settings)
+    cells = study_cells(plan, precision=precision_for(plan.parts[0][1]))
+    target = store or Path("runs") / f"{study}.sqlite"
+    missing, downloadable = missing_data(plan, str(data_root) if data_root else None)
+    if dry_run:
+        _study_plan(plan, cells, missing, downloadable, target, as_json=as_json)
+        return
+    if missing:
+        raise ConfigError(f"{study}: {len(missing)} of its {len(plan.datasets())} datasets are not in place; nothing "
+                          "was run. Fix each:\n" + "\n".join(f"  - {m}" for m in missing))
+    from medtransfer.runner import ResultStore, run_grid
+
+    failed = 0
+    with ResultStore(target) as st:
+        st.set_meta("study", {"name": plan.name, "title": plan.title, "citation": plan.citation,
+                              "source": plan.source, "omitted": list(plan.omitted)})
+        st.set_meta("published", published_rows(plan))
+        for label, spec in plan.parts:
+            console.print(f"{study}: part {label!r}")
+            if executor == "ray":
+                from medtransfer.runner.ray import run_grid_ray
+
+                summary = run_grid_ray(spec, st, address=address, progress=_bars())
+            else:
+                summary = run_grid(spec, st, progress=_bars())
+            failed += len(summary.failed)
+    console.print(f"{study}: {len(cells)} cells in {target}, {failed} failed. The report, with the published "
+                  f"numbers beside ours: medtransfer report {target}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _study_plan(plan: object, cells: list, missing: list[str], downloadable: list[str], store: Path, *,
+                as_json: bool) -> None:
+    from collections import Counter
+
+    from medtransfer.runner.estimate import estimate, totals
+    from medtransfer.runner.store import ResultStore
+
+    history: list[dict] = []
+    if store.is_file():
+        st = ResultStore.open_read_only(store)
+        try:
+            history = st.cells()
+        finally:
+            st.close()
+    found = estimate([c for _, c in cells], history)
+    total = totals(found)
+    by_part = Counter((label, c.protocol) for label, c in cells)
+    out = {"study": plan.name, "title": plan.title, "store": str(store), **total,  # type: ignore[attr-defined]
+           "parts": [{"part": p, "protocol": q, "cells": n} for (p, q), n in by_part.items()],
+           "published_numbers": len(plan.published), "omitted": list(plan.omitted),  # type: ignore[attr-defined]
+           "missing_data": missing, "to_download": downloadable}
+    if as_json:
+        print(json.dumps(out, indent=1))
+        return
+    console.print(f"[bold]{plan.title}[/bold]\n{plan.source}")  # type: ignore[attr-defined]
+    table = Table("part", "protocol", "cells", title=f"dry run: {len(cells)} cells, nothing runs")
+    for row in out["parts"]:
+        table.add_row(row["part"], row["protocol"], str(row["cells"]))
+    console.print(table)
+    known = (f"estimated {total['estimated_s']:.0f} s from {store}'s finished cells, {total['unknown']} cells "
+             "without an estimate" if history else "no finished cell in the store yet: no cost estimate (run a "
+             "first part, or `bench --dry-run` after a few cells)")
+    console.print(f"{total['to_run']} to run, {total['skipped']} done; {known}; {total['gpu_cells']} cells train "
+                  "or analyse on images (one GPU each under --executor ray).")
+    for item in plan.omitted:  # type: ignore[attr-defined]
+        console.print(f"omitted: {item}")
+    console.print(f"{len(plan.published)} published numbers go beside ours in the report.")  # type: ignore
+    if missing:
+        console.print(f"[red]{len(missing)} datasets not in place[/red] (reproduce would stop before running):")
+        for m in missing:
+            console.print(f"  - {m}", highlight=False)
+    if downloadable:
+        console.print(f"{len(downloadable)} datasets are absent and will be downloaded when the run starts:")
+        for m in downloadable:
+            console.print(f"  - {m}", highlight=False)
+
+
 @app.command("pretrain")
 def pretrain_(method: Annotated[str, typer.Argument(
                   help="simclr, byol, mocov2, barlowtwins, rotation, rpl, jigsaw, cpc, exemplar", show_default=False)],

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medtransfer.data.labelled import (SEEDED, Layout, check_files, group_split, read_table, rule_split,
-                                       shuffled_split)
+from medtransfer.data.labelled import SEEDED, Layout, check_files, group_split, read_table, rule_split, shuffled_split
 from medtransfer.errors import ConfigError, DataError
 
 LAYOUT = Layout("Demo", "demo/{labels.csv, images/}", "https://example.org/demo", "a licence click-through")

@@ -156,3 +156,24 @@ def test_a_store_of_a_newer_schema_gets_no_report(store: Path, tmp_path: Path) -
     with pytest.raises(StoreError, match="schema version 99.*Upgrade medtransfer"):
         build_report(newer, tmp_path / "r.html")
     assert not (tmp_path / "r.html").exists()
+
+
+def test_published_numbers_in_the_store_go_beside_ours(store: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "study.sqlite"
+    copy.write_bytes(store.read_bytes())
+    with ResultStore(copy) as st:
+        ours = [r["value"] for r in st.results(model="test-cnn", protocol="linear", metric="accuracy")
+                if r["fraction"] in (None, 1.0)]
+        st.set_meta("study", {"title": "A study", "citation": "Someone 2022", "source": "https://example.org",
+                              "omitted": ["STOIC: not here"]})
+        st.set_meta("published", [
+            {"model": "test-cnn", "dataset": "phantom-binary-28", "protocol": "linear", "metric": "accuracy",
+             "value": 0.5, "ci_halfwidth": 0.02, "note": "2-way"},
+            {"model": "moco-v2", "dataset": "phantom-binary-28", "protocol": "linear", "metric": "accuracy",
+             "value": 0.7, "ci_halfwidth": None, "note": ""}])
+    page = build_report(copy, tmp_path / "p.html", n_boot=50).path.read_text()
+    section = page[page.index('<section id="published">'):page.index('<section id="bars">')]
+    mean = sum(ours) / len(ours)
+    assert f"<td>{100 * mean:.1f}</td>" in section and "<td>50.0 ± 2.0</td>" in section
+    assert f"<td>+{100 * (mean - 0.5):.1f}</td>" in section or f"<td>{100 * (mean - 0.5):.1f}</td>" in section
+    assert "<td>not run</td>" in section and "STOIC: not here" in section and "A study" in section

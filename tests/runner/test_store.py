@@ -474,3 +474,12 @@ def test_an_executor_may_give_the_cells_compute_time(store: ResultStore) -> None
     store.finish("cell001", ROWS, weights_sha256=None)
     durations = {c["cell_id"]: c["duration_s"] for c in store.cells()}
     assert durations["cell000"] == 1.25 and 0 <= durations["cell001"] < 1.25
+
+
+def test_meta_keeps_json_facts_about_the_store(store: ResultStore) -> None:
+    assert store.meta("published") is None
+    store.set_meta("published", [{"model": "m", "value": 0.5}])
+    store.set_meta("published", [{"model": "m", "value": 0.75}])  # replaced, not duplicated
+    assert store.meta("published") == [{"model": "m", "value": 0.75}]
+    with pytest.raises(ConfigError, match="'schema_version' is the store's own"):
+        store.set_meta("schema_version", 9)

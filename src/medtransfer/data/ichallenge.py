@@ -67,7 +67,8 @@ def load_ichallenge(card: DatasetCard, split: str, *, data_root: str | os.PathLi
         bad = [p.name for p in paths if p.name[:1] not in "PHN"]
         if not paths or bad:
             raise DataError(f"iChallenge-PM: {str(root)!r} must hold images named P*, H* or N*.jpg (pathologic, "
-                            f"high myopia, normal); found {bad[:3] or 'none'}. Layout: {PM.expected}.")
+                            f"high myopia, normal); found {bad[:3] or 'none'}. Layout: {PM.expected}; download it "
+                            f"from {URL} ({PM.licence_note}).")
         y, layout = np.array([int(p.name.startswith("P")) for p in paths], np.int64), PM
     return split_files(card, split, paths, y, rule=split_rule, seed=seed, layout=layout)
 

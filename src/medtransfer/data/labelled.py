@@ -227,7 +227,7 @@ def split_files(card: DatasetCard, split: str, paths: Sequence[Path], labels: np
     groups = list(groups) if groups is not None else [p.name for p in paths]
     names = rule_split(rule, groups, labels, seed=seed, dataset=card.name)
     take = np.flatnonzero(names == split)
-    return LabelledFiles(card, split, [paths[i] for i in take], labels[take], groups=[groups[i] for i in take],
+    return LabelledFiles(card, split, [paths[int(i)] for i in take], labels[take], groups=[groups[i] for i in take],
                          sources=sources, options=option_key(split_rule=rule, seed=seed))
 
 

@@ -31,7 +31,7 @@ from medtransfer.report.tables import ANALYSIS_PROTOCOLS, display_scale, pivot
 from medtransfer.runner.store import ResultStore
 
 Row = Mapping[str, Any]
-SECTIONS = ("ranking", "bars", "curves", "heatmap", "comparisons", "figures", "results", "provenance")
+SECTIONS = ("ranking", "published", "bars", "curves", "heatmap", "comparisons", "figures", "results", "provenance")
 
 
 @dataclass
@@ -135,6 +135,42 @@ def _ranking(summaries: Sequence[_Summary]) -> str:
         parts.append(f'<h3>{_e(dataset)} · {_e(protocol)} · {_e(metric)}</h3>' + _table(
             ("rank", "model", metric, "95% CI", "seed std", "seeds"), body, cls="ranking"))
     return "".join(parts) or "<p>No classification or segmentation results at full labels.</p>"
+
+
+def _published(published: Sequence[Row] | None, study: Mapping[str, Any] | None, rows: Sequence[Row]) -> str:
+    """Our numbers beside a study's published ones (written into the store by `medtransfer reproduce`)."""
+    if not published:
+        return ("<p>No published numbers in this store (`medtransfer reproduce STUDY` writes its study's numbers "
+                "into the store).</p>")
+    ours: dict[tuple[str, str, str, str], list[Row]] = {}
+    for r in rows:
+        if r["split"] == "test" and _full_labels(r):
+            ours.setdefault((r["model"], r["dataset"], r["protocol"], r["metric"]), []).append(r)
+    body = []
+    for p in published:
+        metric, mine = p["metric"], ours.get((p["model"], p["dataset"], p["protocol"], p["metric"]), [])
+        value = _num(metric, p["value"]) + ("" if p.get("ci_halfwidth") is None else
+                                            f" ± {_num(metric, p['ci_halfwidth'])}")
+        if mine:
+            mean = float(np.mean([r["value"] for r in mine]))
+            bounded = all(r["ci_low"] is not None and r["ci_high"] is not None for r in mine)
+            low = float(np.mean([r["ci_low"] for r in mine])) if bounded else None
+            high = float(np.mean([r["ci_high"] for r in mine])) if bounded else None
+            inside = "yes" if low is not None and high is not None and low <= p["value"] <= high else "no"
+            diff = mean - p["value"]
+            cells = (_num(metric, mean), _interval(metric, low, high), str(len(mine)),
+                     ("+" if diff > 0 else "") + _num(metric, diff), inside if low is not None else "–")
+        else:
+            cells = ("not run", "", "0", "", "")
+        body.append((p["model"], p["dataset"], p["protocol"], metric, value, *cells, p.get("note", "")))
+    head = ""
+    if study:
+        omitted = "".join(f"<li>{_e(o)}</li>" for o in study.get("omitted", []))
+        head = (f"<p><b>{_e(study.get('title', ''))}</b>. {_e(study.get('citation', ''))} Numbers from "
+                f"<code>{_e(study.get('source', ''))}</code>, as fractions scaled like ours.</p>"
+                + (f"<p>Not reproduced here:</p><ul>{omitted}</ul>" if omitted else ""))
+    return head + _table(("model", "dataset", "protocol", "metric", "published", "ours", "our 95% CI", "seeds",
+                          "ours − published", "published inside our CI", "note"), body, cls="published")
 
 
 def _chart(kind: str, svg: str, caption: str) -> str:
@@ -306,6 +342,7 @@ def build_report(store: str | Path, out: str | Path, *, n_boot: int = 2000, seed
     st = ResultStore.open_read_only(store_path)
     try:
         rows, cells = st.results(), st.cells()
+        published, study = st.meta("published"), st.meta("study")
         if not rows:
             failed = sum(c["status"] == "failed" for c in cells)
             why = f" ({failed} failed cells; see `medtransfer results show`)" if failed else ""
@@ -320,6 +357,7 @@ def build_report(store: str | Path, out: str | Path, *, n_boot: int = 2000, seed
     colours = charts.palette(list(dict.fromkeys(r["model"] for r in rows)))
     body = {
         "ranking": ("Ranking per dataset", _ranking(summaries)),
+        "published": ("Beside the published numbers", _published(published, study, rows)),
         "bars": ("Per protocol", _bars(summaries, colours, info)),
         "curves": ("Label efficiency", _curves(rows, summaries, metrics, colours, info)),
         "heatmap": ("Models × datasets", _heatmaps(summaries, info)),

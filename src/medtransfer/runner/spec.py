@@ -214,6 +214,15 @@ def load_spec(path: str | Path | None = None, overrides: tuple[str, ...] | list[
     return spec
 
 
+def spec_from_dict(settings: dict[str, Any], *, where: str) -> GridSpec:
+    """A spec from already-read settings (a study's part, say), with the same checks as `load_spec`."""
+    spec, problems = from_dict_partial(GridSpec, settings)
+    problems += spec_problems(spec)
+    if problems:
+        raise ConfigError(_listing(problems, where))
+    return spec
+
+
 # Few-shot pools all splits and draws its own support sets: a label budget does not apply to it.
 _NO_BUDGET = ("fewshot",)
 

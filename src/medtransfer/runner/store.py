@@ -448,6 +448,22 @@ class ResultStore:
         cursor = self._conn.execute("SELECT cell_id FROM predictions WHERE split = ?", (split,))
         return {r["cell_id"] for r in cursor}
 
+    def set_meta(self, key: str, value: Any) -> None:
+        """Keep a JSON-serialisable fact about the whole store (a study's published numbers, say) under `key`."""
+        if key == "schema_version":
+            raise ConfigError("The key 'schema_version' is the store's own; choose another meta key.")
+        text = json.dumps(value, sort_keys=True, default=_json_default)
+        with self._transaction():
+            self._conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                               (key, text))
+
+    def meta(self, key: str) -> Any:
+        """The value `set_meta` kept under `key`, or None."""
+        if key == "schema_version":
+            raise ConfigError("Read the schema version from the file's meta table; meta() holds JSON values.")
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row["value"])
+
     def _select_results(self, filters: dict[str, Any]) -> sqlite3.Cursor:
         for key in filters:
             if key not in RESULT_FILTERS:
