@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,8 +178,10 @@ class LabelledFiles(ImageDataset):
     """
 
     def __init__(self, card: DatasetCard, split: str, paths: Sequence[Path], labels: np.ndarray, *,
-                 groups: Sequence[str] | None = None, sources: Sequence[Path] = (), options: str = "") -> None:
+                 groups: Sequence[str] | None = None, sources: Sequence[Path] = (), options: str = "",
+                 read: Callable[[Path], np.ndarray] | None = None) -> None:
         super().__init__(card, split, labels)
+        self._read = read or (lambda p: read_image(p, card.channels))  # a file -> (H, W, C) uint8
         self.paths = tuple(paths)
         self.groups = None if groups is None else tuple(groups)
         self.sources = tuple(sources)  # the label files (they key the fingerprint too)
@@ -187,7 +189,7 @@ class LabelledFiles(ImageDataset):
         self._fingerprint: str | None = None
 
     def images(self, index: np.ndarray) -> np.ndarray | list[np.ndarray]:
-        arrays = [read_image(self.paths[int(i)], self.card.channels) for i in np.asarray(index).reshape(-1)]
+        arrays = [self._read(self.paths[int(i)]) for i in np.asarray(index).reshape(-1)]
         if arrays and all(a.shape == arrays[0].shape for a in arrays):
             return np.stack(arrays)
         return arrays if arrays else np.zeros((0, 1, 1, self.card.channels), np.uint8)
@@ -220,7 +222,8 @@ def option_key(**options: Any) -> str:
 
 
 def split_files(card: DatasetCard, split: str, paths: Sequence[Path], labels: np.ndarray, *, rule: str, seed: int,
-                layout: Layout, groups: Sequence[str] | None = None, sources: Sequence[Path] = ()) -> LabelledFiles:
+                layout: Layout, groups: Sequence[str] | None = None, sources: Sequence[Path] = (),
+                read: Callable[[Path], np.ndarray] | None = None) -> LabelledFiles:
     """One split of a dataset without an official split: `rule_split` over all its files (each its own
     patient unless `groups` says otherwise), after checking that every file is there."""
     check_files(paths, layout)
@@ -228,7 +231,7 @@ def split_files(card: DatasetCard, split: str, paths: Sequence[Path], labels: np
     names = rule_split(rule, groups, labels, seed=seed, dataset=card.name)
     take = np.flatnonzero(names == split)
     return LabelledFiles(card, split, [paths[int(i)] for i in take], labels[take], groups=[groups[i] for i in take],
-                         sources=sources, options=option_key(split_rule=rule, seed=seed))
+                         sources=sources, options=option_key(split_rule=rule, seed=seed), read=read)
 
 
 def check_split_options(card: DatasetCard, options: Mapping[str, Any]) -> None:
