@@ -262,17 +262,9 @@ def bench(args: Annotated[list[str] | None, typer.Argument(
 
 
 def _dry_run(cells: list, store: Path, *, executor: str, force: bool, as_json: bool) -> None:
-    from medtransfer.runner.estimate import estimate, totals
-    from medtransfer.runner.store import ResultStore
+    from medtransfer.runner.estimate import estimate, store_history, totals
 
-    history: list[dict] = []
-    if store.is_file():
-        st = ResultStore.open_read_only(store)
-        try:
-            history = st.cells()
-        finally:
-            st.close()
-    found = estimate(cells, history)
+    found = estimate(cells, store_history(store))
     total = totals(found, force=force)
     if as_json:
         print(json.dumps({"executor": executor, "store": str(store), **total, "cells_detail": [
@@ -554,16 +546,9 @@ def _study_plan(plan: object, cells: list, missing: list[str], downloadable: lis
                 as_json: bool) -> None:
     from collections import Counter
 
-    from medtransfer.runner.estimate import estimate, totals
-    from medtransfer.runner.store import ResultStore
+    from medtransfer.runner.estimate import estimate, store_history, totals
 
-    history: list[dict] = []
-    if store.is_file():
-        st = ResultStore.open_read_only(store)
-        try:
-            history = st.cells()
-        finally:
-            st.close()
+    history = store_history(store)
     found = estimate([c for _, c in cells], history)
     total = totals(found)
     by_part = Counter((label, c.protocol) for label, c in cells)

@@ -41,7 +41,7 @@ from medtransfer.data.labelled import (
     group_split,
     option_key,
     read_table,
-    shuffled_split,
+    rule_split,
 )
 from medtransfer.errors import ConfigError, DataError
 
@@ -140,10 +140,8 @@ def load_chexpert(card: DatasetCard, split: str, *, data_root: str | os.PathLike
     if rule == "official":
         names = (np.full(len(rows), "test", dtype=object) if split == "test"
                  else group_split(patients, {"train": 0.9, "val": 0.1}, seed=seed))
-    else:
-        names = shuffled_split(len(rows))  # on the rows the reference reads: frontal_only=False reproduces it
-        train = np.flatnonzero(names == "train")
-        names[np.random.default_rng(seed).permutation(train)[: int(round(0.2 * len(train)))]] = "val"
+    else:  # on the rows the reference reads: frontal_only=False reproduces it
+        names = rule_split("anton2022", patients, labels, seed=seed, dataset=card.name)
     every = [_image_path(root, r["Path"]) for r in rows]
     check_files(every, LAYOUT)  # every listed image, not only this split's: a partial copy changes all splits
     take = np.flatnonzero((names == split) & keep)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from medtransfer.runner.store import Cell
@@ -27,6 +28,19 @@ class Estimate:
     seconds: float | None  # None: the store has no finished cell like it
     basis: str  # what the estimate is the median of, e.g. "3 cells: linear on breastmnist"
     resource: str  # "GPU" (trained cells and analyses, where a GPU is available) or "CPU"
+
+
+def store_history(path: Path) -> list[dict[str, Any]]:
+    """The job table of the store at `path` (opened read-only), or [] when there is no store yet."""
+    from medtransfer.runner.store import ResultStore
+
+    if not path.is_file():
+        return []
+    store = ResultStore.open_read_only(path)
+    try:
+        return store.cells()
+    finally:
+        store.close()
 
 
 def _median(values: Sequence[float]) -> float:
