@@ -497,6 +497,8 @@ def reproduce(study: Annotated[str, typer.Argument(help="anton2022, hosseinzadeh
               store: Annotated[Path | None, typer.Option(help="results store (default runs/<study>.sqlite)")] = None,
               dry_run: Annotated[bool, typer.Option(help="list the cells, their cost and the data; run nothing")
                                  ] = False,
+              measure: Annotated[bool, typer.Option(help="with --dry-run: time each architecture here (and on "
+                                                    "CUDA if present) for a compute estimate")] = False,
               executor: Annotated[str, typer.Option(help="local or ray")] = "local",
               address: Annotated[str | None, typer.Option(help="Ray cluster address (with --executor ray)")] = None,
               as_json: Annotated[bool, typer.Option("--json", help="print the plan (--dry-run) as JSON")] = False
@@ -515,7 +517,12 @@ def reproduce(study: Annotated[str, typer.Argument(help="anton2022, hosseinzadeh
     target = store or Path("runs") / f"{study}.sqlite"
     missing, downloadable = missing_data(plan, str(data_root) if data_root else None)
     if dry_run:
-        _study_plan(plan, cells, missing, downloadable, target, as_json=as_json)
+        costs = None
+        if measure:
+            from medtransfer.runner.costs import study_costs
+
+            costs = study_costs((label, spec, [c for part, c in cells if part == label]) for label, spec in plan.parts)
+        _study_plan(plan, cells, missing, downloadable, target, costs=costs, as_json=as_json)
         return
     if missing:
         raise ConfigError(f"{study}: {len(missing)} of its {len(plan.datasets())} datasets are not in place; nothing "
@@ -542,8 +549,12 @@ def reproduce(study: Annotated[str, typer.Argument(help="anton2022, hosseinzadeh
         raise typer.Exit(1)
 
 
+def _hours(value: float | None) -> str:
+    return "?" if value is None else f"{value:,.2f}"
+
+
 def _study_plan(plan: object, cells: list, missing: list[str], downloadable: list[str], store: Path, *,
-                as_json: bool) -> None:
+                costs: dict | None, as_json: bool) -> None:
     from collections import Counter
 
     from medtransfer.runner.estimate import estimate, store_history, totals
@@ -555,7 +566,7 @@ def _study_plan(plan: object, cells: list, missing: list[str], downloadable: lis
     out = {"study": plan.name, "title": plan.title, "store": str(store), **total,  # type: ignore[attr-defined]
            "parts": [{"part": p, "protocol": q, "cells": n} for (p, q), n in by_part.items()],
            "published_numbers": len(plan.published), "omitted": list(plan.omitted),  # type: ignore[attr-defined]
-           "missing_data": missing, "to_download": downloadable}
+           "missing_data": missing, "to_download": downloadable, "measured_costs": costs}
     if as_json:
         print(json.dumps(out, indent=1))
         return
@@ -569,6 +580,14 @@ def _study_plan(plan: object, cells: list, missing: list[str], downloadable: lis
              "first part, or `bench --dry-run` after a few cells)")
     console.print(f"{total['to_run']} to run, {total['skipped']} done; {known}; {total['gpu_cells']} cells train "
                   "or analyse on images (one GPU each under --executor ray).")
+    if costs is not None:
+        cost = Table("part", "cells", "this CPU, h", "CUDA, h", title="estimated compute (measured throughput x "
+                     "images; see medtransfer.runner.costs)")
+        for row in costs["parts"]:
+            cost.add_row(row["part"], str(row["cells"]), _hours(row["cpu_h"]), _hours(row["cuda_h"]))
+        console.print(cost)
+        if "cuda" not in costs["devices"]:
+            console.print("no CUDA device here: the GPU column is not measured")
     for item in plan.omitted:  # type: ignore[attr-defined]
         console.print(f"omitted: {item}")
     console.print(f"{len(plan.published)} published numbers go beside ours in the report.")  # type: ignore

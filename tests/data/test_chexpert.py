@@ -105,3 +105,10 @@ def test_bad_trees_and_values_are_named(tree: Path, tmp_path: Path) -> None:
         load("chexpert", "train", data_root=tree, frontal_only=False)
     with pytest.raises(ConfigError, match="'uncertain' option of chexpert must be one of"):
         load("chexpert", "train", data_root=tree, uncertain="lsr")
+
+
+def test_the_patient_is_found_whatever_the_paths_prefix() -> None:
+    from medtransfer.data.chexpert import _patient
+
+    assert _patient("CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg") == "patient00001"
+    assert _patient("train/patient00042/study2/view1_frontal.jpg") == "patient00042"

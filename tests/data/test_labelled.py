@@ -55,3 +55,11 @@ def test_tables_and_files_name_what_is_wrong(tmp_path: Path) -> None:
         {"file": "a.png", "label": "Benign"}]
     with pytest.raises(DataError, match=r"2 images listed in its CSV are missing, e.g. \['"):
         check_files([tmp_path / "x.png", tmp_path / "y.png"], LAYOUT)
+
+
+def test_small_strata_still_give_every_split_its_exact_share() -> None:
+    # ten classes of 4-5 patients: rounding per class would leave val empty
+    labels = np.repeat(np.arange(10), [4, 5] * 5)
+    names = group_split([str(i) for i in range(45)], SEEDED, seed=0, labels=labels)
+    # one cut of the interleaved order at round(0.7 * 45) = 31 and round(0.8 * 45) = 36 groups
+    assert [(names == s).sum() for s in ("train", "val", "test")] == [31, 5, 9]

@@ -103,3 +103,16 @@ def test_predictions_on_different_test_images_are_not_paired() -> None:
     rows = [_row("a0", "a", 0, 0.7), _row("b0", "b", 0, 0.6)]
     (c,) = compare(rows, preds.get, n_boot=50)
     assert c.test == NO_TEST  # one seed, and no shared test images: no test rather than a wrong one
+
+
+def test_the_latest_row_of_a_grid_point_counts_and_the_pair_order_is_by_name() -> None:
+    from medtransfer.report.stats import CONSTANT, latest_rows
+
+    old = _row("old", "b", 0, 0.1)
+    rows = [old, _row("b0", "b", 0, 0.70), _row("b1", "b", 1, 0.72), _row("a0", "a", 0, 0.60),
+            _row("a1", "a", 1, 0.62)]
+    kept, dropped = latest_rows(rows)
+    assert dropped == 1 and old not in kept  # the same grid point run again (other options, a newer version)
+    (c,) = compare(rows, None)
+    assert (c.model_a, c.model_b) == ("a", "b")  # by name, whatever order the cells finished in
+    assert c.diff == pytest.approx(-0.10) and c.test == CONSTANT and c.p is None  # the same -0.1 on both seeds

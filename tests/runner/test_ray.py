@@ -104,22 +104,22 @@ class _FakeRay:
         return value
 
 
-def test_a_failed_features_task_fails_its_cells_once_and_the_rest_are_stored(tmp_path: Path) -> None:
+def test_failed_tasks_fail_their_cells_once_and_the_rest_are_stored(tmp_path: Path) -> None:
     from medtransfer.runner.local import CellOutcome, RunSummary
 
     cells = [Cell(f"c{i}", "m", "d", "linear", seed=i) for i in range(3)]
     with ResultStore(tmp_path / "r.sqlite") as store:
         for c in cells:
             store.start(c)
-        boom = RuntimeError("extraction broke")
-        ok = CellOutcome([ResultRow("auc", "test", 0.7)], {"n_train": 1})
-        pending = {"pair": _Pending(tuple(cells[:2]), "features"), "f0": _Pending((cells[0],), "frozen"),
-                   "f1": _Pending((cells[1],), "frozen"), "f2": _Pending((cells[2],), "frozen")}
+        boom = RuntimeError("extraction broke")  # what a frozen task raises when its pair's features task failed
+        ok = CellOutcome([ResultRow("auc", "test", 0.7)], {"n_train": 1}, compute_s=0.5)
+        pending = {f"f{i}": _Pending((c,), "frozen") for i, c in enumerate(cells)}
         summary = RunSummary(total=3)
-        _collect(_FakeRay({"pair": boom, "f0": boom, "f1": boom, "f2": ok}), store, pending, summary)
+        _collect(_FakeRay({"f0": boom, "f1": boom, "f2": ok}), store, pending, summary)
         assert summary.done == 1 and len(summary.failed) == 2  # each failed cell recorded once
         assert {c["cell_id"]: c["status"] for c in store.cells()} == {"c0": "failed", "c1": "failed", "c2": "done"}
         assert "extraction broke" in store.cells(status="failed")[0]["error"]
+        assert store.cells(status="done")[0]["duration_s"] == 0.5  # the task's own time, not its queueing
 
 
 # ---------------------------------------------------------------- a real local cluster

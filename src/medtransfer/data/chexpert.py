@@ -92,6 +92,11 @@ def _image_path(root: Path, value: str) -> Path:
     return root.joinpath(*parts[1:]) if parts and parts[0].startswith("CheXpert") else root / value
 
 
+def _patient(value: str) -> str:
+    """The patient of a CSV Path (the part named patientNNNNN, wherever the prefix put it)."""
+    return next((part for part in Path(value).parts if part.startswith("patient")), value)
+
+
 def _labels(rows: list[dict[str, str]], columns: tuple[str, ...], csv_name: str, uncertain: str
             ) -> tuple[np.ndarray, np.ndarray]:
     """(N, C) 0/1 labels under the `uncertain` policy, and a (N,) keep mask (False: an uncertain target ignored)."""
@@ -136,7 +141,7 @@ def load_chexpert(card: DatasetCard, split: str, *, data_root: str | os.PathLike
     if frontal_only:
         rows = [r for r in rows if r["Frontal/Lateral"] == "Frontal"]
     labels, keep = _labels(rows, columns, table.name, uncertain)
-    patients = [Path(r["Path"]).parts[2] if len(Path(r["Path"]).parts) > 2 else r["Path"] for r in rows]
+    patients = [_patient(r["Path"]) for r in rows]
     if rule == "official":
         names = (np.full(len(rows), "test", dtype=object) if split == "test"
                  else group_split(patients, {"train": 0.9, "val": 0.1}, seed=seed))

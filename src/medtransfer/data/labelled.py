@@ -90,9 +90,11 @@ def group_split(groups: Sequence[str], fractions: Mapping[str, float], *, seed: 
                 labels: np.ndarray | None = None) -> np.ndarray:
     """Split names per row such that all rows of a group (a patient) land in one split.
 
-    Groups are ordered by name, shuffled with ``default_rng(seed)`` and cut by the cumulative `fractions` of the
-    number of groups (in the order train, val, test); with `labels` given (one per row), groups are first sorted
-    by their first row's label, so that each split gets about its share of every class (stratified by group).
+    Groups are ordered by name and shuffled with ``default_rng(seed)``; with `labels` given (one per row; a
+    multi-label row counts as one stratum), each class's groups are shuffled apart and then interleaved by their
+    position within their class, so that every stretch of the order holds each class in its share. The order is
+    cut once at the cumulative `fractions` of the number of groups (train, val, test): the split sizes are exact
+    and every split gets about its share of every class.
 
     Examples:
         >>> group_split(["p1", "p1", "p2", "p3"], {"train": 2 / 3, "test": 1 / 3}, seed=0).tolist()
@@ -101,27 +103,25 @@ def group_split(groups: Sequence[str], fractions: Mapping[str, float], *, seed: 
     names = [s for s in SPLIT_NAMES if fractions.get(s, 0) > 0]
     unique = sorted(set(groups))
     rng = np.random.default_rng(seed)
-    if labels is None:
-        order = [unique[i] for i in rng.permutation(len(unique))]
-        strata = [order]
-    else:
-        first: dict[str, int] = {}
+    first: dict[str, int] = {}
+    if labels is not None:
         for g, y in zip(groups, np.asarray(labels).tolist(), strict=True):
             first.setdefault(g, int(y) if np.ndim(y) == 0 else 0)
-        strata = []
-        for y in sorted(set(first.values())):
-            members = [g for g in unique if first[g] == y]
-            strata.append([members[i] for i in rng.permutation(len(members))])
+    keyed = []  # (position within its class in [0, 1), class, group)
+    for stratum, y in enumerate(sorted(set(first.values())) if labels is not None else [None]):
+        members = [g for g in unique if labels is None or first[g] == y]
+        for rank, i in enumerate(rng.permutation(len(members))):
+            keyed.append(((rank + 0.5) / len(members), stratum, members[i]))
+    order = [g for _, _, g in sorted(keyed)]
+    total = sum(fractions[s] for s in names)
     assign: dict[str, str] = {}
-    total = sum(fractions.get(s, 0) for s in names)
-    for members in strata:
-        start = 0
-        for k, name in enumerate(names):
-            share = fractions[name] / total
-            stop = len(members) if k == len(names) - 1 else start + round(share * len(members))
-            for g in members[start:stop]:
-                assign[g] = name
-            start = stop
+    start, cumulative = 0, 0.0
+    for k, name in enumerate(names):
+        cumulative += fractions[name] / total
+        stop = len(order) if k == len(names) - 1 else int(round(cumulative * len(order)))
+        for g in order[start:stop]:
+            assign[g] = name
+        start = stop
     return np.array([assign[g] for g in groups], dtype=object)
 
 
@@ -201,7 +201,7 @@ class LabelledFiles(ImageDataset):
             h = hashlib.sha256(f"{self.card.name}:{self.split}:{self.options}:{self.card.channels}\n".encode())
             for path in (*self.sources, *self.paths):
                 stat = path.stat()
-                h.update(f"{path.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+                h.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())  # CheXpert: many view1_frontal.jpg
             h.update(np.ascontiguousarray(self.labels).tobytes())
             self._fingerprint = h.hexdigest()
         return self._fingerprint

@@ -26,7 +26,8 @@ import numpy as np
 from medtransfer.errors import ConfigError
 from medtransfer.report import charts
 from medtransfer.report.curves import label_efficiency
-from medtransfer.report.stats import BOOTSTRAP, CORRECTION, NO_TEST, T_TEST, Comparison, compare, headline_metrics
+from medtransfer.report.stats import (BOOTSTRAP, CORRECTION, NO_TEST, T_TEST, Comparison, compare, headline_metrics,
+                                      latest_rows)
 from medtransfer.report.tables import ANALYSIS_PROTOCOLS, display_scale, pivot
 from medtransfer.runner.store import ResultStore
 
@@ -348,6 +349,7 @@ def build_report(store: str | Path, out: str | Path, *, n_boot: int = 2000, seed
             why = f" ({failed} failed cells; see `medtransfer results show`)" if failed else ""
             raise ConfigError(f"The store {str(store_path)!r} holds no results{why}; no report was written. Run "
                               f"`medtransfer bench [SPEC] --store {store_path}` first.")
+        rows, superseded = latest_rows(rows)
         metrics = headline_metrics(rows)
         found = compare(rows, st.predictions, metrics=metrics, n_boot=n_boot, seed=seed)
     finally:
@@ -371,6 +373,10 @@ def build_report(store: str | Path, out: str | Path, *, n_boot: int = 2000, seed
     head = (f'<p class="meta">store <code>{_e(store_path)}</code> · {done} of {len(cells)} cells done · last cell '
             f"finished {_e(last)} UTC · headline metric per dataset: "
             + ", ".join(f"{_e(d)}: {_e(m)}" for d, m in metrics.items()) + "</p>")
+    if superseded:
+        head += (f'<p class="meta">{superseded} older rows of the same model, dataset, protocol, labels and seed '
+                 "(cells run with other options or another medtransfer) are left out: the page shows the latest "
+                 "of each; <code>medtransfer results show</code> lists them all.</p>")
     nav = "<nav>" + "".join(f'<a href="#{k}">{_e(title)}</a>' for k, (title, _) in body.items()) + "</nav>"
     sections = "".join(f'<section id="{k}"><h2>{_e(title)}</h2>{content}</section>'
                        for k, (title, content) in body.items())

@@ -26,6 +26,7 @@ from medtransfer.report.tables import ANALYSIS_PROTOCOLS
 BOOTSTRAP = "paired bootstrap over test images"
 T_TEST = "paired t-test over seeds"
 NO_TEST = "none (one seed, no per-sample predictions)"
+CONSTANT = "none (every seed gives the same non-zero difference)"
 CORRECTION = "Holm (step-down, family-wise error rate)"
 
 
@@ -148,6 +149,21 @@ Row = Mapping[str, Any]
 PredictionsOf = Callable[[str], Any]  # cell_id -> Predictions | None (ResultStore.predictions)
 
 
+ROW_KEY = ("model", "dataset", "protocol", "fraction", "seed", "metric", "split")
+
+
+def latest_rows(rows: Iterable[Row]) -> tuple[list[Row], int]:
+    """One row per (model, dataset, protocol, fraction, seed, metric, split): the latest stored (a store can hold
+    cells of the same grid point run with other options or another medtransfer version), and how many older
+    ones were left out. Rows come in store order (finish order), so the last one of a key is the latest."""
+    latest: dict[tuple[Any, ...], Row] = {}
+    rows = list(rows)
+    for r in rows:
+        latest[tuple(r[k] for k in ROW_KEY)] = r
+    kept = {id(r) for r in latest.values()}
+    return [r for r in rows if id(r) in kept], len(rows) - len(latest)
+
+
 def headline_metrics(rows: Iterable[Row]) -> dict[str, str]:
     """Each dataset's headline metric: the first metric its protocol cells stored (the runner writes the dataset
     card's default metric first); the analyses' numbers are not candidates."""
@@ -187,14 +203,14 @@ def compare(rows: Iterable[Row], predictions: PredictionsOf | None = None, *, me
         seed: seed of the resampling.
 
     Returns:
-        Comparisons ordered by (dataset, protocol, fraction, model a, model b); models within a group in the
-        order they first appear in `rows`.
+        Comparisons ordered by (dataset, protocol, labels descending, model a, model b), a before b by name;
+        of rows of the same grid point, the latest stored (`latest_rows`).
     """
-    rows = list(rows)
+    rows, _ = latest_rows(rows)
     metrics = dict(metrics or headline_metrics(rows))
     found: list[Comparison] = []
     for (dataset, protocol, fraction), by_model in _groups(rows, metrics).items():
-        for a, b in itertools.combinations(by_model, 2):
+        for a, b in itertools.combinations(sorted(by_model), 2):  # a before b by name: the sign is stable
             seeds = tuple(sorted(set(by_model[a]) & set(by_model[b])))
             if seeds:
                 found.append(_compare_pair(dataset, protocol, fraction, metrics[dataset], a, b,
@@ -202,7 +218,7 @@ def compare(rows: Iterable[Row], predictions: PredictionsOf | None = None, *, me
                                            seeds, predictions, n_boot=n_boot, seed=seed))
     adjusted = holm([c.p for c in found])
     found = [replace(c, p_adjusted=p) for c, p in zip(found, adjusted, strict=True)]
-    return sorted(found, key=lambda c: (c.dataset, c.protocol, -(c.fraction or 1.0)))
+    return sorted(found, key=lambda c: (c.dataset, c.protocol, -(c.fraction or 1.0), c.model_a, c.model_b))
 
 
 def _compare_pair(dataset: str, protocol: str, fraction: float | None, metric: str, a: str, b: str,
@@ -223,4 +239,6 @@ def _compare_pair(dataset: str, protocol: str, fraction: float | None, metric: s
     diff, low, high, p_t, p_w = paired_seeds(values_a, values_b)
     if len(seeds) < 2:
         return Comparison(**head, diff=diff, ci_low=None, ci_high=None, test=NO_TEST, p=None, n=len(seeds))
+    if p_t is None:  # the same non-zero difference on every seed: the t statistic is undefined
+        return Comparison(**head, diff=diff, ci_low=low, ci_high=high, test=CONSTANT, p=None, n=len(seeds))
     return Comparison(**head, diff=diff, ci_low=low, ci_high=high, test=T_TEST, p=p_t, n=len(seeds), wilcoxon_p=p_w)

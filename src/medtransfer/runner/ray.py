@@ -115,7 +115,8 @@ def _gcs_problem(target: str, timeout: float) -> str | None:
         except grpc.RpcError as e:
             if e.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                 return None
-            return f"{e.code().name}: {(e.details() or '').splitlines()[0][:120]}"
+            details = next(iter((e.details() or "").splitlines()), "")
+            return f"{e.code().name}: {details[:120]}".rstrip(": ")
     return None
 
 
@@ -129,8 +130,8 @@ def ray_session(address: str | None, *, num_cpus: int | None = None) -> Iterator
         yield ray
         return
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
-    if address in (None, "", "local"):
-        kwargs["num_cpus"] = num_cpus
+    if address in (None, "", "local"):  # a new local cluster: never one that RAY_ADDRESS or `ray start` left
+        kwargs |= {"address": "local", "num_cpus": num_cpus}
     else:
         kwargs["address"] = address
     try:
@@ -177,7 +178,7 @@ def _image_task(spec: GridSpec, cell: Cell, store_name: str) -> tuple[CellOutcom
 @dataclass(frozen=True)
 class _Pending:
     cells: tuple[Cell, ...]
-    kind: str  # "features" (its ref feeds the cells), "frozen" or "image"
+    kind: str  # "frozen" or "image"
 
 
 def _resources(ray: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -221,8 +222,9 @@ def run_grid_ray(spec: GridSpec, store: ResultStore, *, address: str | None = No
                 pending[imaging.remote(spec, cell, store.path.name)] = _Pending((cell,), "image")
             cells = tuple(c for c in group if not on_images(c))
             if cells:
+                # not waited on: the features stay in the object store (never copied to the driver), and when
+                # their task fails, every frozen task that takes them fails with its error
                 pair = features.remote(spec, model_name, dataset_name, plan.precision)
-                pending[pair] = _Pending(cells, "features")  # waited on only to fail its cells if it fails
                 for cell in cells:
                     store.start(cell)
                     pending[frozen.remote(cell, pair)] = _Pending((cell,), "frozen")
@@ -235,24 +237,17 @@ def run_grid_ray(spec: GridSpec, store: ResultStore, *, address: str | None = No
 
 
 def _collect(ray: Any, store: ResultStore, pending: dict[Any, _Pending], summary: RunSummary) -> None:
-    """Store each task's cell as it finishes; a failed features task fails its cells (their own tasks then
-    fail with the same error, and are not recorded twice)."""
-    failed: set[str] = set()
+    """Store each task's cell as it finishes, or its error (a failed features task: the error of each of its
+    pair's frozen tasks)."""
     while pending:
         (ref,), _ = ray.wait(list(pending), num_returns=1)
         job = pending.pop(ref)
         try:
             value = ray.get(ref)
         except Exception as e:  # noqa: BLE001 - a task's error (with its remote traceback) is the cell's
-            todo = [c for c in job.cells if c.cell_id not in failed]
-            failed.update(c.cell_id for c in todo)
-            fail_cells(store, todo, _cause(e), summary)
-            continue
-        if job.kind == "features":
+            fail_cells(store, list(job.cells), _cause(e), summary)
             continue
         (cell,) = job.cells
-        if cell.cell_id in failed:
-            continue
         if job.kind == "image":
             value, files = value
             _write_figures(store, files)
