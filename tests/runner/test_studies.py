@@ -93,10 +93,14 @@ def test_missing_data_names_every_dataset_and_downloads_nothing(tmp_path: Path,
 def test_cli_reproduce_dry_run_and_a_refused_run(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "medtransfer.cli", "reproduce", "freddy2023", "--data-root", str(tmp_path),
            "--store", str(tmp_path / "f.sqlite")]
-    out = subprocess.run([*cmd, "--dry-run", "--json"], capture_output=True, text=True)
+    out = subprocess.run([*cmd, "--dry-run", "--measure", "--json"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     plan = json.loads(out.stdout)
     assert plan["cells"] == 3 * 2 * 2 * 3 * 3 and len(plan["to_download"]) == 3  # parts x models x protocols x ...
+    costs = plan["measured_costs"]  # resnet18-small at 28 px, timed on this machine
+    assert [r["arch"] for r in costs["rates"]][:1] == ["resnet18-small"] and all(r["infer"] > 0 for r in costs["rates"])
+    assert all(part["cpu_h"] > 0 for part in costs["parts"])
+    assert all((part["cuda_h"] is None) == ("cuda" not in costs["devices"]) for part in costs["parts"])
     missing = subprocess.run([sys.executable, "-m", "medtransfer.cli", "reproduce", "anton2022", "--data-root",
                               str(tmp_path), "--store", str(tmp_path / "a.sqlite")], capture_output=True, text=True)
     assert missing.returncode == 2 and "9 of its 9 datasets are not in place; nothing was run" in missing.stderr

@@ -26,8 +26,16 @@ import numpy as np
 from medtransfer.errors import ConfigError
 from medtransfer.report import charts
 from medtransfer.report.curves import label_efficiency
-from medtransfer.report.stats import (BOOTSTRAP, CORRECTION, NO_TEST, T_TEST, Comparison, compare, headline_metrics,
-                                      latest_rows)
+from medtransfer.report.stats import (
+    BOOTSTRAP,
+    CORRECTION,
+    NO_TEST,
+    T_TEST,
+    Comparison,
+    compare,
+    headline_metrics,
+    latest_rows,
+)
 from medtransfer.report.tables import ANALYSIS_PROTOCOLS, display_scale, pivot
 from medtransfer.runner.store import ResultStore
 
