@@ -42,3 +42,19 @@ def test_random_maps_stay_inside_the_image_and_in_range() -> None:
 def test_unknown_augmentation_names_the_choices() -> None:
     with pytest.raises(ConfigError, match="'augment' parameter must be one of"):
         augment(torch.zeros(1, 1, 4, 4), "mixup", size=4, seed=0, step=0)
+
+
+def test_the_rotated_crop_turns_by_at_most_seven_degrees() -> None:
+    import math
+
+    from medtransfer.protocols._augment import _rrc_flip_rot7
+
+    g1, g2 = (step_generator(3, 1, torch.device("cpu")) for _ in range(2))
+    crop, rotated = _rrc_flip(500, g1, torch.device("cpu")), _rrc_flip_rot7(500, g2, torch.device("cpu"))
+    # the same crop stream, then a rotation: undo the crop's diagonal scale and read the angle off the matrix
+    a = rotated[:, :, :2] / torch.stack([crop[:, 0, 0], crop[:, 1, 1]], -1)[..., None]
+    angle = torch.atan2(a[:, 1, 0], a[:, 1, 1]).abs() * 180 / math.pi
+    assert torch.all(angle <= 7 + 1e-4) and angle.max() > 5  # within RandomRotation(7), and it does rotate
+    assert torch.allclose(rotated[:, :, 2], crop[:, :, 2])  # the crop's position is kept
+    x = torch.rand(2, 1, 12, 12)
+    assert augment(x, "rrc_flip_rot7", size=8, seed=0, step=0).shape == (2, 1, 8, 8)

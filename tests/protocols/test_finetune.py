@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from medtransfer import data, models
@@ -258,3 +259,57 @@ def test_evaluation_batches_are_capped_for_volumes_only() -> None:
     assert _eval_batch_size(cfg, data.load("phantom3d-binary-64", "val", n=4)) == 16  # 2**22 voxels / 64**3
     assert _eval_batch_size(cfg, data.load("phantom3d-binary-28", "val", n=4)) == 191  # 2**22 // 28**3
     assert _eval_batch_size(resolve_config("medmnist"), data.load("phantom-binary-32", "val", n=4)) == 256
+
+
+# ---------------------------------------------------------------- Hosseinzadeh Taher et al.'s recipe
+
+
+def test_ten_crops_are_torchvisions() -> None:
+    from torchvision.transforms.v2 import functional as TF
+
+    from medtransfer.protocols.finetune import ten_crops
+
+    x = torch.rand(2, 3, 37, 37)
+    ours = ten_crops(x, 32)
+    ref = TF.ten_crop(x, [32, 32])  # (tl, tr, bl, br, centre) and the same of the mirrored image
+    assert len(ours) == len(ref) == 10 and all(torch.equal(a, b) for a, b in zip(ours, ref, strict=True))
+
+
+def test_validation_loss_is_cross_entropy_and_bce() -> None:
+    from medtransfer.protocols._finetune_module import validation_loss
+
+    logits = torch.randn(6, 3)
+    y = torch.tensor([0, 2, 1, 1, 0, 2])
+    proba = torch.softmax(logits, 1).double().numpy()
+    assert validation_loss(proba, y.numpy(), "multi-class") == pytest.approx(float(F.cross_entropy(logits, y)))
+    targets = (torch.rand(6, 3) > 0.5).float()
+    ml = torch.sigmoid(logits).double().numpy()
+    assert validation_loss(ml, targets.numpy(), "multi-label") == pytest.approx(
+        float(F.binary_cross_entropy_with_logits(logits, targets)), rel=1e-6)
+
+
+def test_the_plateau_schedule_halves_the_lr_after_patience_validations_without_a_lower_loss(net: nn.Module) -> None:
+    from medtransfer.protocols._finetune_module import FinetuneModule
+
+    cfg = resolve_config("hosseinzadeh2021", plateau_patience=1, steps=10)
+    m = FinetuneModule(models.create("test-cnn"), 2, cfg, task="binary", n_classes=2, contract=net.card.input,
+                       seed=0, total_steps=10, warmup_steps=0, run_key="k")
+    assert float(m.head.bias.abs().max()) == 0 and float(m.head.weight.std()) < 0.03  # N(0, 0.01), bias 0
+    for loss, scale in ((1.0, 1.0), (0.9, 1.0), (0.95, 1.0), (0.96, 0.5), (0.97, 0.5), (0.98, 0.25)):
+        m._plateau(loss)
+        assert m.lr_scale_ == scale, (loss, m.lr_scale_)
+    opt = m.configure_optimizers()
+    sched = opt["lr_scheduler"]["scheduler"]
+    assert sched.get_last_lr() == [pytest.approx(2e-4 * 0.25)]  # LambdaLR reads the factor the plateau reached
+
+
+def test_the_hosseinzadeh_preset_selects_on_the_val_loss_and_predicts_on_ten_crops(splits: tuple,
+                                                                                    net: nn.Module) -> None:
+    ft = Finetuner("hosseinzadeh2021", steps=6, val_every=2, batch_size=16, **FAST).fit(net, splits[0], splits[1])
+    losses = [h["val_loss"] for h in ft.history_]
+    assert len(losses) == 3 and all(v > 0 for v in losses)
+    assert ft.chosen_["val_loss"] == min(losses[: losses.index(min(losses)) + 1])  # the lowest, first if tied
+    proba = ft.predict_proba(splits[2])
+    assert proba.shape == (48, 2) and np.allclose(proba.sum(1), 1)
+    one = Finetuner("hosseinzadeh2021", steps=6, val_every=2, batch_size=16, test_crops=1, **FAST)
+    assert not np.allclose(one.fit(net, splits[0], splits[1]).predict_proba(splits[2]), proba)  # the crops count

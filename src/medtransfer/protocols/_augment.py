@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from medtransfer.errors import ConfigError
 
-AUGMENTATIONS = ("none", "rrc_flip", "zoom_flip")
+AUGMENTATIONS = ("none", "rrc_flip", "rrc_flip_rot7", "zoom_flip")
 _RRC_SCALE = (0.08, 1.0)  # torchvision RandomResizedCrop defaults (Anton et al. keep them)
 _RRC_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 _ZOOM = (0.85, 1.15)  # Taleb et al. 2020 finetuning: random zoom 0.85-1.15 and horizontal/vertical flips
@@ -49,6 +49,17 @@ def _rrc_flip(n: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
     return theta
 
 
+def _rrc_flip_rot7(n: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
+    """`_rrc_flip` and a rotation by U(-7, 7) degrees (Hosseinzadeh Taher et al.: RandomResizedCrop + flip +
+    RandomRotation(7))."""
+    theta = _rrc_flip(n, g, device)
+    angle = _uniform(n, -7.0, 7.0, g, device) * (math.pi / 180.0)
+    cos, sin = angle.cos(), angle.sin()
+    rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (n, 2, 2)
+    theta[:, :, :2] = theta[:, :, :2] @ rot  # rotate the output grid, then crop and flip
+    return theta
+
+
 def _zoom_flip(n: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
     """(n, 2, 3) maps for a centred zoom in [0.85, 1.15] and independent horizontal / vertical flips."""
     zoom = _uniform(n, *_ZOOM, g, device)
@@ -65,7 +76,7 @@ def augment(x: torch.Tensor, kind: str, *, size: int, seed: int, step: int) -> t
 
     Args:
         x: images in [0, 1] (before normalisation).
-        kind: ``none`` (a plain resize when sizes differ), ``rrc_flip`` or ``zoom_flip``.
+        kind: ``none`` (a plain resize when sizes differ), ``rrc_flip``, ``rrc_flip_rot7`` or ``zoom_flip``.
         size: output side length.
         seed, step: pick the random maps (same (seed, step), same maps).
     """
@@ -81,6 +92,7 @@ def augment(x: torch.Tensor, kind: str, *, size: int, seed: int, step: int) -> t
         raise ConfigError(f"The {kind!r} augmentation is 2D; got a batch of shape {tuple(x.shape)}. "
                           "Use augment='none' for volumes.")
     g = step_generator(seed, step, x.device)
-    theta = (_rrc_flip if kind == "rrc_flip" else _zoom_flip)(x.shape[0], g, x.device)  # (B, 2, 3)
+    maps = {"rrc_flip": _rrc_flip, "rrc_flip_rot7": _rrc_flip_rot7, "zoom_flip": _zoom_flip}
+    theta = maps[kind](x.shape[0], g, x.device)  # (B, 2, 3)
     grid = F.affine_grid(theta.to(x.dtype), [x.shape[0], x.shape[1], size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

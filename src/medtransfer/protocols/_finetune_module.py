@@ -27,6 +27,15 @@ def ordinal_targets(y: torch.Tensor, n_classes: int) -> torch.Tensor:
     return (y[:, None] > torch.arange(n_classes - 1, device=y.device)[None]).float()
 
 
+def validation_loss(proba: np.ndarray, y: np.ndarray, task: str) -> float:
+    """The mean loss of probabilities `proba` against labels `y`: BCE per label for multi-label, the negative
+    log-likelihood of the true class otherwise (what cross-entropy gives from the logits), clamped at 1e-7."""
+    p = np.clip(proba, 1e-7, 1 - 1e-7)
+    if task == "multi-label":
+        return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+    return float(-np.log(p[np.arange(len(y)), np.asarray(y, dtype=np.int64)]).mean())
+
+
 def probabilities(logits: torch.Tensor, task: str, *, ordinal: bool) -> torch.Tensor:
     """Class probabilities from logits: softmax; sigmoid per label; or P(y = k) from cumulative sigmoids."""
     logits = logits.float()
@@ -51,11 +60,16 @@ class FinetuneModule(pl.LightningModule):
                  contract: InputContract, seed: int, total_steps: int, warmup_steps: int, run_key: str) -> None:
         super().__init__()
         self.backbone, self.head = backbone, nn.Linear(backbone.card.feature_dim, n_out)
+        if cfg.head_init == "normal":  # Hosseinzadeh Taher et al.: weights N(0, 0.01), bias 0
+            nn.init.normal_(self.head.weight, 0.0, 0.01)
+            nn.init.zeros_(self.head.bias)
         self.cfg, self.task, self.n_classes, self.contract = cfg, task, n_classes, contract
         self.seed, self.total_steps, self.warmup_steps, self.run_key = seed, total_steps, warmup_steps, run_key
         self.ordinal = cfg.ordinal_encoding and task == "ordinal"
         self.best_state_: dict[str, torch.Tensor] | None = None
         self.best_score_, self.best_step_, self.bad_evals_ = -float("inf"), -1, 0
+        # the plateau schedule's state: the lowest val loss, validations since, and the lr factor reached
+        self.plateau_best_, self.plateau_bad_, self.lr_scale_ = float("inf"), 0, 1.0
         self.history_: list[dict[str, Any]] = []
         self._val_out: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -115,6 +129,8 @@ class FinetuneModule(pl.LightningModule):
                 return 0.5 * (1.0 + float(np.cos(np.pi * min(step, total) / total)))
             if cfg.schedule == "multistep":
                 return cfg.gamma ** sum(step >= m for m in milestones)
+            if cfg.schedule == "plateau":  # lowered at validation (`_plateau`); LambdaLR re-reads it every step
+                return self.lr_scale_
             return 1.0
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
@@ -133,9 +149,14 @@ class FinetuneModule(pl.LightningModule):
         proba = torch.cat([p for p, _ in self._val_out]).double().numpy()
         y = torch.cat([t for _, t in self._val_out]).numpy()
         self._val_out.clear()
-        score = metric_value(self.cfg.select_metric, self.task, y, proba)
+        loss = validation_loss(proba, y, self.task)  # ordinal too: the NLL of its class probabilities
+        if self.cfg.schedule == "plateau":
+            self._plateau(loss)
+        # higher is better for every selection score: the loss enters negated
+        select = self.cfg.select_metric
+        score = -loss if select == "loss" else metric_value(select, self.task, y, proba)
         step = self.global_step
-        self.history_.append({"step": step, f"val_{self.cfg.select_metric}": score})
+        self.history_.append({"step": step, f"val_{select}": -score if select == "loss" else score})
         if score > self.best_score_:  # strict: a tie keeps the earlier weights, as MedMNIST's `>` does
             self.best_score_, self.best_step_, self.bad_evals_ = score, step, 0
             # a deep copy: the reference kept `state_dict()` itself, whose tensors are the live weights
@@ -144,7 +165,18 @@ class FinetuneModule(pl.LightningModule):
             self.bad_evals_ += 1
             if self.cfg.early_stopping and self.bad_evals_ >= self.cfg.patience:
                 self.trainer.should_stop = True
-        self.log(f"val_{self.cfg.select_metric}", score, prog_bar=True)
+        self.log(f"val_{select}", -score if select == "loss" else score, prog_bar=True)
+
+    def _plateau(self, loss: float) -> None:
+        """ReduceLROnPlateau (mode min, threshold 0): x gamma once more than `plateau_patience` validations in a
+        row brought no lower loss."""
+        if loss < self.plateau_best_:
+            self.plateau_best_, self.plateau_bad_ = loss, 0
+            return
+        self.plateau_bad_ += 1
+        if self.plateau_bad_ > self.cfg.plateau_patience:
+            self.lr_scale_ *= self.cfg.gamma
+            self.plateau_bad_ = 0
 
     def restore_best(self) -> None:
         """Load the best validated weights into the module (a no-op when nothing was validated)."""
@@ -156,7 +188,8 @@ class FinetuneModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[_STATE_KEY] = {"run_key": self.run_key, "best_state": self.best_state_,
                                   "best_score": self.best_score_, "best_step": self.best_step_,
-                                  "bad_evals": self.bad_evals_, "history": copy.deepcopy(self.history_)}
+                                  "bad_evals": self.bad_evals_, "history": copy.deepcopy(self.history_),
+                                  "plateau": (self.plateau_best_, self.plateau_bad_, self.lr_scale_)}
 
     def on_load_checkpoint(self, checkpoint: Mapping[str, Any]) -> None:
         state = checkpoint.get(_STATE_KEY)
@@ -166,3 +199,4 @@ class FinetuneModule(pl.LightningModule):
                                 "Delete its folder or pass another checkpoint_dir.")
         self.best_state_, self.best_score_ = state["best_state"], state["best_score"]
         self.best_step_, self.bad_evals_, self.history_ = state["best_step"], state["bad_evals"], state["history"]
+        self.plateau_best_, self.plateau_bad_, self.lr_scale_ = state.get("plateau", (float("inf"), 0, 1.0))

@@ -12,6 +12,9 @@ Unlike the frozen protocols this one takes images, not features: it trains the m
   of train, stops after 3 evaluations without improvement and restores the best weights (really: a deep copy).
 - ``taleb2020`` — Taleb et al. 2020 (§4): Adam 5e-5, batch 32, 20 epochs of which the first 3 train the head with
   the encoder frozen; zoom + flips; ordinal tasks use the cumulative (BCE) encoding.
+- ``hosseinzadeh2021`` — Hosseinzadeh Taher et al. 2021 (§3): Adam 2e-4, batch 32, a N(0, 0.01) head,
+  RandomResizedCrop + flip + rotation within 7 degrees, ReduceLROnPlateau (x0.5) and early stopping on the val loss,
+  the lowest-val-loss weights kept, TenCrop averaging at test.
 
 Model selection only ever sees the validation split (the SimCLR-MedMNIST reference selected on test); the test
 split is read once, after training, to score the selected weights. ``init="scratch"`` runs the same protocol from
@@ -62,13 +65,39 @@ def _eval_batch_size(cfg: FinetuneConfig, ds: ImageDataset) -> int:
     return volume_batch_size(max(cfg.batch_size, 256), ds)
 
 
+def ten_crops(x: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """torchvision's TenCrop of a batch (B, C, H, W): the four corners and the centre of side `size`, then the
+    same five crops of the image mirrored left-right."""
+    h, w = x.shape[-2:]
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))  # torchvision's centre-crop offsets
+
+    def five(im: torch.Tensor) -> list[torch.Tensor]:
+        return [im[..., :size, :size], im[..., :size, w - size:], im[..., h - size:, :size],
+                im[..., h - size:, w - size:], im[..., top:top + size, left:left + size]]
+
+    return five(x) + five(x.flip(-1))
+
+
 def _predict(module: FinetuneModule, ds: ImageDataset, cfg: FinetuneConfig, device: torch.device) -> np.ndarray:
-    """Class probabilities (N, C) of a split under the module's current weights."""
+    """Class probabilities (N, C) of a split under the module's current weights (averaged over ten crops with
+    ``test_crops=10``)."""
     module.eval().to(device)
+    contract, size = module.contract, None
+    if cfg.test_crops == 10:
+        size = contract.input_size or ds.card.image_size
+        if ds.card.dims != 2 or size is None:
+            raise ConfigError(f"test_crops=10 needs 2D images of a known size; {ds.card.name!r} has "
+                              f"{ds.card.dims}D images of size {size}. Use test_crops=1.")
+        # Resize (256 for a 224 input), then TenCrop(224): the shorter side is resized and centre-cropped square
+        contract = dataclasses.replace(contract, input_size=int(round(size * 256 / 224)), crop_pct=1.0)
     out = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-        for x, _ in EvalBatches(ds, module.contract, _eval_batch_size(cfg, ds)):
-            out.append(probabilities(module(x.to(device)), module.task, ordinal=module.ordinal).cpu())
+        for x, _ in EvalBatches(ds, contract, _eval_batch_size(cfg, ds)):
+            x = x.to(device)
+            views = [x] if size is None else [v.contiguous(memory_format=torch.channels_last)
+                                              for v in ten_crops(x, size)]
+            p = [probabilities(module(v), module.task, ordinal=module.ordinal).float() for v in views]
+            out.append(torch.stack(p).mean(0).cpu())
     return torch.cat(out).double().numpy()
 
 
@@ -99,7 +128,8 @@ class Finetuner:
     """Finetune a backbone + linear head (sklearn style: `fit` returns self, learned state ends in ``_``).
 
     Args:
-        preset: ``medmnist``, ``anton2022`` or ``taleb2020``; `overrides` change any `FinetuneConfig` field.
+        preset: ``medmnist``, ``medmnist3d``, ``anton2022``, ``hosseinzadeh2021`` or ``taleb2020``; `overrides`
+            change any `FinetuneConfig` field.
         seed: weights of the head (and of the backbone with ``init="scratch"``), batch order, augmentation.
         checkpoint_dir: where ``last.ckpt`` is kept while training; a run that finds one there (after a kill)
             resumes from it. Deleted when training finishes. None: no checkpoints.
@@ -173,7 +203,8 @@ class Finetuner:
         best = m.best_step_ if m.best_state_ is not None else None
         self.chosen_ = {"preset": self.preset, "init": cfg.init, "steps": total, "stopped_step": m.global_step,
                         "best_step": best, "best_epoch": None if best is None else best // spe,
-                        f"val_{cfg.select_metric}": m.best_score_ if best is not None else None}
+                        f"val_{cfg.select_metric}": (None if best is None else -m.best_score_
+                                                     if cfg.select_metric == "loss" else m.best_score_)}
         self.history_, self.n_train_ = m.history_, len(fit_train)
         return self
 

@@ -53,9 +53,10 @@ def finetune_search(model: nn.Module, train: ImageDataset, val: ImageDataset | N
     grid = []
     for lr, wd in search_grid(g):
         ft = Finetuner(preset, seed=seed, lr=lr, weight_decay=wd, select_best=True, **kwargs).fit(model, train, val)
-        score = ft.chosen_[f"val_{ft.cfg.select_metric}"]
-        grid.append({"lr": lr, "weight_decay": wd, f"val_{ft.cfg.select_metric}": score,
+        value = ft.chosen_[f"val_{ft.cfg.select_metric}"]
+        grid.append({"lr": lr, "weight_decay": wd, f"val_{ft.cfg.select_metric}": value,
                      "best_step": ft.chosen_["best_step"]})
+        score = -value if ft.cfg.select_metric == "loss" else value  # higher is better
         if best is None or score > best[0]:  # strict: a tie keeps the earlier (larger-lr) pair, in grid order
             best = (score, ft)
     assert best is not None, "search_grid(g >= 1) has at least two pairs"
