@@ -105,3 +105,10 @@ def test_cli_reproduce_dry_run_and_a_refused_run(tmp_path: Path) -> None:
                               str(tmp_path), "--store", str(tmp_path / "a.sqlite")], capture_output=True, text=True)
     assert missing.returncode == 2 and "9 of its 9 datasets are not in place; nothing was run" in missing.stderr
     assert not (tmp_path / "a.sqlite").exists()
+
+
+def test_a_part_pretrains_only_its_own_models() -> None:
+    parts = dict(load_study("taleb2020").parts)
+    assert {s["name"] for s in parts["retina"].pretrain} == {f"{m}-eyepacs" for m in
+                                                             ("rotation", "rpl", "jigsaw", "cpc", "exemplar")}
+    assert all(s["dataset"] == "msd-pancreas" for s in parts["pancreas"].pretrain)

@@ -14,6 +14,6 @@ __all__ = ["DATASETS", "check_options", "ArrayDataset", "DatasetCard", "DatasetE
 
 # The source modules; each registers its datasets in DATASETS when imported.
 SOURCES = ("medmnist", "mednist", "phantoms", "drive", "montgomery", "siim", "chexpert", "chestxray14", "shenzhen",
-           "eyepacs", "bach", "ichallenge", "stoic", "rsna", "rsna_pe")
+           "eyepacs", "bach", "ichallenge", "stoic", "rsna", "rsna_pe", "pancreas")
 for _source in SOURCES:
     importlib.import_module(f"{__name__}.{_source}")

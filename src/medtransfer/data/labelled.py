@@ -77,11 +77,11 @@ def read_table(path: Path, columns: Sequence[str], layout: Layout, *, header: bo
     return rows
 
 
-def check_files(paths: Iterable[Path], layout: Layout, *, what: str = "images") -> None:
+def check_files(paths: Iterable[Path], layout: Layout, *, what: str = "images", listed_in: str = "its CSV") -> None:
     """Raise DataError naming the first missing files (and their count) when any of `paths` is absent."""
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise DataError(f"{layout.dataset}: {len(missing)} {what} listed in its CSV are missing, e.g. "
+        raise DataError(f"{layout.dataset}: {len(missing)} {what} listed in {listed_in} are missing, e.g. "
                         f"{[str(p) for p in missing[:3]]}. Unpack the complete download ({layout.url}); a partial "
                         "copy would silently change the split and the numbers.")
 

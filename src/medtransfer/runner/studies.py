@@ -100,6 +100,8 @@ def load_study(name: str, overrides: dict[str, Any] | None = None) -> Study:
         part = dict(part)
         label = part.pop("name")
         settings = _merged(_merged(defaults, part), overrides or {})
+        # a part runs the pretraining steps of its own models only (the retina part never reads the pancreas)
+        settings["pretrain"] = [s for s in settings.get("pretrain", []) if s["name"] in settings.get("models", [])]
         parts.append((label, spec_from_dict(settings, where=f"{name} (part {label!r})")))
     return Study(name=name, title=raw["title"], citation=raw["citation"], source=raw["source"], parts=tuple(parts),
                  published=tuple(_published(raw.get("published", {}), raw["source"])),
