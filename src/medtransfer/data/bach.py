@@ -28,7 +28,9 @@ CARD = DatasetCard(name="bach", task="multi-class", label_names=CLASSES, channel
                    citation="G. Aresta et al. BACH: Grand challenge on breast cancer histology images. Med. Image "
                             "Anal. 56:122-139 (2019).", source=URL,
                    description="BACH microscopy, 4 classes (normal, benign, in situ, invasive carcinoma).",
-                   extra={"layout": LAYOUT.expected, "published_counts": {c: 100 for c in CLASSES}})
+                   extra={"layout": LAYOUT.expected, "published_counts": {c: 100 for c in CLASSES},
+                          "label_rule": "microscopy_ground_truth.csv: Normal 0, Benign 1, InSitu 2, Invasive 3",
+                          "options": "split_rule=seeded|anton2022 (seeded 70/10/20); seed"})
 
 
 def load_bach(card: DatasetCard, split: str, *, data_root: str | os.PathLike[str] | None = None,

@@ -56,12 +56,16 @@ CARDS = {
         source=URL, description="ChestX-ray14, 14 labels (multi-label); official test list, train+val split by "
                                 "patient.",
         extra={"layout": LAYOUT.expected, "published_counts": {"images": 112120, "train_val_list.txt": 86524,
-                                                              "test_list.txt": 25596}}),
+                                                              "test_list.txt": 25596},
+               "label_rule": "Finding Labels split on '|'; 'No Finding' -> all 0",
+               "options": "seed (val: train_val_list.txt by patient 87/13; test: test_list.txt)"}),
     "chestxray14-7": DatasetCard(
         name="chestxray14-7", task="multi-class", label_names=ANTON_7, channels=1, citation=_CITATION, source=URL,
         license="public (NIH Clinical Center); cite the data set",
         description="ChestX-ray14, Anton et al.'s 7 single-label classes (multi-class).",
-        extra={"layout": LAYOUT.expected}),
+        extra={"layout": LAYOUT.expected,
+               "label_rule": "single-label rows of the 7 classes; No Finding, Pneumonia, multi-label dropped",
+               "options": "split_rule=anton2022|seeded (anton2022); seed"}),
 }
 
 

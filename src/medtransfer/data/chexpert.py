@@ -67,7 +67,10 @@ def _card(name: str, labels: tuple[str, ...], *, binary: bool, description: str)
         metrics=("accuracy", "auc"), default_metric="accuracy" if binary else "auc", license=LAYOUT.licence_note,
         citation=_CITATION, source=URL, description=description,
         extra={"labels": labels, "layout": LAYOUT.expected, "published_counts": {"train.csv": 223414,
-                                                                               "valid.csv": 234}})
+                                                                               "valid.csv": 234},
+               "label_rule": "1.0 -> 1; 0.0 and blank -> 0; -1.0 (uncertain) by the 'uncertain' option",
+               "options": "uncertain=ones|zeros|ignore (ones); frontal_only=true|false (true); "
+                          "split_rule=official|anton2022 (official: train.csv by patient 90/10, valid.csv test); seed"})
 
 
 CARDS = {

@@ -41,13 +41,15 @@ CARDS = {
                            metrics=("qw_kappa", "balanced_accuracy", "accuracy", "auc"), default_metric="qw_kappa",
                            license=LAYOUT.licence_note, citation=_CITATION, source=URL,
                            description="EyePACS diabetic retinopathy, 5 grades (ordinal).",
-                           extra={"layout": LAYOUT.expected, "published_counts": {"train": 35126, "test": 53576}}),
+                           extra={"layout": LAYOUT.expected, "published_counts": {"train": 35126, "test": 53576},
+                                  "label_rule": "level 0-4", "options": "seed (val: 10% of train patients)"}),
     "eyepacs-referable": DatasetCard(name="eyepacs-referable", task="binary",
                                      label_names=("non-referable", "referable"), channels=3,
                                      metrics=("auc", "accuracy"), default_metric="auc", license=LAYOUT.licence_note,
                                      citation=_CITATION, source=URL,
                                      description="EyePACS referable diabetic retinopathy (grade >= 2) vs not.",
-                                     extra={"layout": LAYOUT.expected}),
+                                     extra={"layout": LAYOUT.expected, "label_rule": "level >= 2 -> referable",
+                                            "options": "seed (val: 10% of train patients)"}),
 }
 
 

@@ -35,14 +35,18 @@ CARDS = {
     "ichallenge-amd": DatasetCard(name="ichallenge-amd", task="binary", label_names=("non-AMD", "AMD"), channels=3,
                                   metrics=("accuracy", "auc"), default_metric="auc", license=AMD.licence_note,
                                   citation=_CITE_AMD, source=URL, description="iChallenge-AMD: AMD vs not.",
-                                  extra={"layout": AMD.expected, "published_counts": {"AMD": 89, "non-AMD": 311}}),
+                                  extra={"layout": AMD.expected, "published_counts": {"AMD": 89, "non-AMD": 311},
+                                         "label_rule": "the AMD/ folder",
+                                         "options": "split_rule=seeded|anton2022; seed"}),
     "ichallenge-pm": DatasetCard(name="ichallenge-pm", task="binary",
                                  label_names=("non-pathologic", "pathologic myopia"), channels=3,
                                  metrics=("accuracy", "auc"), default_metric="auc", license=PM.licence_note,
                                  citation=_CITE_PM, source=URL,
                                  description="iChallenge-PM: pathologic myopia vs high myopia or normal.",
                                  extra={"layout": PM.expected,
-                                        "published_counts": {"pathologic myopia": 213, "non-pathologic": 187}}),
+                                        "published_counts": {"pathologic myopia": 213, "non-pathologic": 187},
+                                        "label_rule": "P prefix -> pathologic myopia; H, N -> not",
+                                        "options": "split_rule=seeded|anton2022; seed"}),
 }
 
 

@@ -36,7 +36,8 @@ CARD = segmentation_card(
     citation="A. L. Simpson et al. A large annotated medical image dataset for the development and evaluation of "
              "segmentation algorithms. arXiv:1902.09063 (2019).",
     description="MSD Task07 pancreas and tumour CT segmentation, volumes resampled to size^3 (3D).",
-    extra={"layout": LAYOUT.expected, "published_counts": {"labelled volumes": 281}, "extra": "nifti"})
+    extra={"layout": LAYOUT.expected, "published_counts": {"labelled volumes": 281}, "extra": "nifti",
+           "label_rule": "labelsTr: 0 background, 1 pancreas, 2 tumour; [-160, 240] HU", "options": "size (128); seed"})
 
 
 def _read_nifti(path: Path) -> np.ndarray:

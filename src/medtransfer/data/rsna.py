@@ -29,7 +29,9 @@ CARD = DatasetCard(name="rsna-pneumonia", task="binary", label_names=("no pneumo
                    citation="G. Shih et al. Augmenting the NIH chest radiograph dataset with expert annotations of "
                             "possible pneumonia. Radiol. Artif. Intell. 1(1):e180041 (2019).",
                    description="RSNA Pneumonia Detection, image-level pneumonia vs not (DICOM).",
-                   extra={"layout": LAYOUT.expected, "published_counts": {"no pneumonia": 20672, "pneumonia": 6012}})
+                   extra={"layout": LAYOUT.expected, "published_counts": {"no pneumonia": 20672, "pneumonia": 6012},
+                          "label_rule": "any box (Target 1) of the patient",
+                          "options": "split_rule=seeded|anton2022; seed"})
 
 
 def load_rsna(card: DatasetCard, split: str, *, data_root: str | os.PathLike[str] | None = None,

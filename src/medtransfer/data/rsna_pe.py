@@ -41,7 +41,9 @@ CARD = DatasetCard(name="rsna-pe", task="binary", label_names=("no embolism", "e
                    citation="E. Colak et al. The RSNA pulmonary embolism CT dataset. Radiol. Artif. Intell. "
                             "3(2):e200254 (2021).",
                    description="RSNA STR pulmonary embolism, slice-level embolism vs not (CT, DICOM).",
-                   extra={"layout": LAYOUT.expected, "published_counts": {"studies": 7279}, "extra": "dicom"})
+                   extra={"layout": LAYOUT.expected, "published_counts": {"studies": 7279}, "extra": "dicom",
+                          "label_rule": "pe_present_on_image; [-250, 450] HU",
+                          "options": "split_rule=seeded|anton2022; seed"})
 
 
 def read_ct_slice(path: Path) -> np.ndarray:

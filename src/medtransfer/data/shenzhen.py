@@ -31,7 +31,9 @@ def tb_card(name: str, description: str, counts: dict[str, int], layout: Layout)
     return DatasetCard(name=name, task="binary", label_names=("normal", "tuberculosis"), channels=1,
                        metrics=("accuracy", "auc"), default_metric="auc", license="public (NLM); cite the data set",
                        citation=_CITATION, source=URL, description=description,
-                       extra={"layout": layout.expected, "published_counts": counts})
+                       extra={"layout": layout.expected, "published_counts": counts,
+                              "label_rule": "the file name's last digit: _0 normal, _1 tuberculosis",
+                              "options": "split_rule=seeded|anton2022 (seeded 70/10/20); seed"})
 
 
 def tb_files(root: Path, prefix: str, layout: Layout) -> tuple[list[Path], np.ndarray]:

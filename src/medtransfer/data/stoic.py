@@ -32,7 +32,9 @@ CARD = DatasetCard(name="stoic", task="binary", label_names=("no COVID-19", "COV
                    citation="M.-P. Revel et al. Study of thoracic CT in COVID-19: the STOIC project. Radiology "
                             "301(1):E361-E370 (2021).",
                    description="STOIC2021 chest CT, COVID-19 vs not, from the middle axial slice (2D).",
-                   extra={"layout": LAYOUT.expected, "published_counts": {"patients": 2000}, "extra": "stoic"})
+                   extra={"layout": LAYOUT.expected, "published_counts": {"patients": 2000}, "extra": "stoic",
+                          "label_rule": "probCOVID; the middle axial slice in [-1000, 250] HU",
+                          "options": "split_rule=seeded|anton2022; seed"})
 
 
 def middle_slice(path: Path) -> np.ndarray:
