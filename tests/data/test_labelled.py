@@ -63,3 +63,17 @@ def test_small_strata_still_give_every_split_its_exact_share() -> None:
     names = group_split([str(i) for i in range(45)], SEEDED, seed=0, labels=labels)
     # one cut of the interleaved order at round(0.7 * 45) = 31 and round(0.8 * 45) = 36 groups
     assert [(names == s).sum() for s in ("train", "val", "test")] == [31, 5, 9]
+
+
+REFERENCE = ("chexpert", "chexpert-14", "chexpert-effusion", "chestxray14", "chestxray14-7", "shenzhen",
+             "montgomery-tb", "eyepacs", "eyepacs-referable", "bach", "ichallenge-amd", "ichallenge-pm", "stoic",
+             "rsna-pneumonia", "rsna-pe", "msd-pancreas")
+
+
+@pytest.mark.parametrize("name", REFERENCE)
+def test_every_reference_card_says_where_to_get_it_and_how_it_is_labelled(name: str) -> None:
+    from medtransfer.data import get_card
+
+    card = get_card(name)
+    assert card.source.startswith("http") and card.license and card.citation and card.description
+    assert {"layout", "label_rule", "options"} <= set(card.extra), name
