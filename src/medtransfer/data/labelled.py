@@ -135,6 +135,22 @@ def shuffled_split(n: int, *, train: float = 0.8, random_state: int = 42) -> np.
     return out
 
 
+def hu_window(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """CT values in HU shown in the window [low, high] as uint8 0-255 (clipped, then scaled and rounded)."""
+    return np.round((np.clip(np.asarray(values, np.float64), low, high) - low) / (high - low) * 255.0).astype(np.uint8)
+
+
+def optional_module(module: str, extra: str, path: Path) -> Any:
+    """Import `module` for reading `path`, or a DataError naming the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise DataError(f"Reading {str(path)!r} needs {module}, which is not installed: pip install "
+                        f"'medtransfer[{extra}]'.") from e
+
+
 SPLIT_RULES = ("seeded", "anton2022")
 SEEDED = {"train": 0.7, "val": 0.1, "test": 0.2}  # MedMNIST's 7:1:2
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from medtransfer.data.base import DATASETS, DatasetCard, DatasetEntry, ImageDataset, default_data_root
-from medtransfer.data.labelled import Layout, check_files, find_root
+from medtransfer.data.labelled import Layout, check_files, find_root, hu_window, optional_module
 from medtransfer.data.segmentation import check_values, seeded_split, segmentation_card
 from medtransfer.errors import ConfigError, DataError
 
@@ -42,11 +42,7 @@ CARD = segmentation_card(
 
 def _read_nifti(path: Path) -> np.ndarray:
     """A NIfTI volume as (D, H, W) float64 (NIfTI's (x, y, z) axes reversed)."""
-    try:
-        import nibabel
-    except ImportError as e:
-        raise DataError(f"Reading {str(path)!r} needs nibabel, which is not installed: pip install "
-                        "'medtransfer[nifti]'.") from e
+    nibabel = optional_module("nibabel", "nifti", path)
     try:
         volume = np.asarray(nibabel.load(str(path)).get_fdata(), dtype=np.float64)
     except Exception as e:  # noqa: BLE001 - nibabel raises several types for a broken file
@@ -71,8 +67,8 @@ class VolumePairs(ImageDataset):
         self._fingerprint: str | None = None
 
     def _volume(self, i: int) -> np.ndarray:
-        low, high = HU_WINDOW
-        v = (np.clip(_read_nifti(self.paths[i]), low, high) - low) / (high - low) * 255.0
+        # windowed to 0-255 first, then resampled linearly (the interpolation stays inside 0-255)
+        v = hu_window(_read_nifti(self.paths[i]), *HU_WINDOW).astype(np.float64)
         return np.round(np.clip(_resample(v, self.size, 1), 0, 255)).astype(np.uint8)[..., None]
 
     def _mask(self, i: int) -> np.ndarray:

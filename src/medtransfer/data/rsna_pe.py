@@ -26,7 +26,9 @@ from medtransfer.data.labelled import (
     check_files,
     check_split_options,
     find_root,
+    hu_window,
     option_key,
+    optional_module,
     read_table,
     rule_split,
 )
@@ -48,11 +50,7 @@ CARD = DatasetCard(name="rsna-pe", task="binary", label_names=("no embolism", "e
 
 def read_ct_slice(path: Path) -> np.ndarray:
     """A CT slice as (H, W, 1) uint8 in the PE window, from its DICOM file's HU."""
-    try:
-        import pydicom
-    except ImportError as e:
-        raise DataError(f"Reading the DICOM slice {str(path)!r} needs pydicom, which is not installed: "
-                        "pip install 'medtransfer[dicom]'.") from e
+    pydicom = optional_module("pydicom", "dicom", path)
     try:
         dcm = pydicom.dcmread(path)
         hu = dcm.pixel_array.astype(np.float64) * float(getattr(dcm, "RescaleSlope", 1.0)) + float(
@@ -60,8 +58,7 @@ def read_ct_slice(path: Path) -> np.ndarray:
     except (pydicom.errors.InvalidDicomError, AttributeError, ValueError, OSError) as e:
         raise DataError(f"Cannot read the DICOM slice {str(path)!r} ({e}); the file is corrupt or holds no "
                         "pixels.") from e
-    low, high = PE_WINDOW
-    return np.round((np.clip(hu, low, high) - low) / (high - low) * 255.0).astype(np.uint8)[..., None]
+    return hu_window(hu, *PE_WINDOW)[..., None]
 
 
 def load_rsna_pe(card: DatasetCard, split: str, *, data_root: str | os.PathLike[str] | None = None,

@@ -20,7 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from medtransfer.data.base import DATASETS, DatasetCard, DatasetEntry, default_data_root
-from medtransfer.data.labelled import LabelledFiles, Layout, check_split_options, find_root, read_table, split_files
+from medtransfer.data.labelled import (
+    LabelledFiles,
+    Layout,
+    check_split_options,
+    find_root,
+    hu_window,
+    optional_module,
+    read_table,
+    split_files,
+)
 from medtransfer.errors import DataError
 
 URL = "https://registry.opendata.aws/stoic2021-training/"
@@ -39,11 +48,7 @@ CARD = DatasetCard(name="stoic", task="binary", label_names=("no COVID-19", "COV
 
 def middle_slice(path: Path) -> np.ndarray:
     """The middle axial slice of a CT volume as (H, W, 1) uint8 over the HU window [-1000, 250]."""
-    try:
-        import SimpleITK as sitk
-    except ImportError as e:
-        raise DataError(f"Reading the CT volume {str(path)!r} needs SimpleITK, which is not installed: "
-                        "pip install 'medtransfer[stoic]'.") from e
+    sitk = optional_module("SimpleITK", "stoic", path)
     try:
         volume = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))  # (D, H, W), in HU
     except RuntimeError as e:
@@ -51,9 +56,7 @@ def middle_slice(path: Path) -> np.ndarray:
             from e
     if volume.ndim != 3:
         raise DataError(f"The CT volume {str(path)!r} has shape {volume.shape}; a volume is (D, H, W).")
-    low, high = HU_WINDOW
-    slice_ = np.clip(volume[int(np.floor(0.5 * volume.shape[0]))].astype(np.float64), low, high)
-    return np.round((slice_ - low) / (high - low) * 255.0).astype(np.uint8)[..., None]
+    return hu_window(volume[int(np.floor(0.5 * volume.shape[0]))], *HU_WINDOW)[..., None]
 
 
 def load_stoic(card: DatasetCard, split: str, *, data_root: str | os.PathLike[str] | None = None,
