@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
+import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,17 @@ class ArrayDataset(ImageDataset):
     @property
     def fingerprint(self) -> str:
         return self._fingerprint
+
+
+def files_fingerprint(header: str, paths: Iterable[Path], extra: bytes = b"") -> str:
+    """sha256 of `header`, each file's path, size and mtime (in order), and `extra`: a split of files changes
+    its fingerprint (and so its feature-cache key) when any file is replaced, touched, added or removed."""
+    h = hashlib.sha256(f"{header}\n".encode())
+    for path in paths:
+        stat = path.stat()
+        h.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    h.update(extra)
+    return h.hexdigest()
 
 
 Loader = Callable[..., ImageDataset]

@@ -9,7 +9,6 @@ its label rule, splits with `group_split` (never a patient in two splits) and re
 from __future__ import annotations
 
 import csv
-import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from medtransfer.data.base import DatasetCard, ImageDataset
+from medtransfer.data.base import DatasetCard, ImageDataset, files_fingerprint
 from medtransfer.data.folder import read_image
+from medtransfer.data.segmentation import stack_or_list
 from medtransfer.errors import ConfigError, DataError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -206,20 +206,15 @@ class LabelledFiles(ImageDataset):
 
     def images(self, index: np.ndarray) -> np.ndarray | list[np.ndarray]:
         arrays = [self._read(self.paths[int(i)]) for i in np.asarray(index).reshape(-1)]
-        if arrays and all(a.shape == arrays[0].shape for a in arrays):
-            return np.stack(arrays)
-        return arrays if arrays else np.zeros((0, 1, 1, self.card.channels), np.uint8)
+        return stack_or_list(arrays) if arrays else np.zeros((0, 1, 1, self.card.channels), np.uint8)
 
     @property
     def fingerprint(self) -> str:
         """sha256 of the card, split, options, each file's name, size and mtime, and the labels."""
-        if self._fingerprint is None:
-            h = hashlib.sha256(f"{self.card.name}:{self.split}:{self.options}:{self.card.channels}\n".encode())
-            for path in (*self.sources, *self.paths):
-                stat = path.stat()
-                h.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())  # CheXpert: many view1_frontal.jpg
-            h.update(np.ascontiguousarray(self.labels).tobytes())
-            self._fingerprint = h.hexdigest()
+        if self._fingerprint is None:  # full paths: CheXpert has thousands of view1_frontal.jpg
+            header = f"{self.card.name}:{self.split}:{self.options}:{self.card.channels}"
+            self._fingerprint = files_fingerprint(header, (*self.sources, *self.paths),
+                                                  np.ascontiguousarray(self.labels).tobytes())
         return self._fingerprint
 
 

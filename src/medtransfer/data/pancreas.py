@@ -15,14 +15,20 @@ seeded 70/10/20 split of the 281 labelled volumes (``seed``).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medtransfer.data.base import DATASETS, DatasetCard, DatasetEntry, ImageDataset, default_data_root
+from medtransfer.data.base import (
+    DATASETS,
+    DatasetCard,
+    DatasetEntry,
+    ImageDataset,
+    default_data_root,
+    files_fingerprint,
+)
 from medtransfer.data.labelled import Layout, check_files, find_root, hu_window, optional_module
 from medtransfer.data.segmentation import check_values, seeded_split, segmentation_card
 from medtransfer.errors import ConfigError, DataError
@@ -88,11 +94,8 @@ class VolumePairs(ImageDataset):
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            h = hashlib.sha256(f"{self.card.name}:{self.split}:{self.size}:{HU_WINDOW}\n".encode())
-            for path in (*self.paths, *self.label_paths):
-                stat = path.stat()
-                h.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-            self._fingerprint = h.hexdigest()
+            self._fingerprint = files_fingerprint(f"{self.card.name}:{self.split}:{self.size}:{HU_WINDOW}",
+                                                  (*self.paths, *self.label_paths))
         return self._fingerprint
 
 

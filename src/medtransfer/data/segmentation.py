@@ -8,7 +8,6 @@ by a per-source function, both checked against each other when read, with the fi
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from medtransfer.data.base import DatasetCard, ImageDataset
+from medtransfer.data.base import DatasetCard, ImageDataset, files_fingerprint
 from medtransfer.errors import DataError
 
 MaskReader = Callable[[int], np.ndarray]  # sample index -> (H, W) integer mask
@@ -83,7 +82,7 @@ class PairedFiles(ImageDataset):
         return image
 
     def images(self, index: np.ndarray) -> np.ndarray | list[np.ndarray]:
-        return _stack([self._image(int(i)) for i in np.asarray(index)])
+        return stack_or_list([self._image(int(i)) for i in np.asarray(index)])
 
     def masks(self, index: np.ndarray) -> np.ndarray | list[np.ndarray]:
         out = []
@@ -95,12 +94,12 @@ class PairedFiles(ImageDataset):
                                 f"image {str(self.paths[i])!r} is {shape[1]}x{shape[0]}: a mask must have its image's "
                                 "size. Re-export the mask at the image's size.")
             out.append(mask)
-        return _stack(out)
+        return stack_or_list(out)
 
     def fov(self, index: np.ndarray) -> np.ndarray | list[np.ndarray] | None:
         if self._fov is None:
             return None
-        return _stack([self._fov(int(i)).astype(bool) for i in np.asarray(index)])
+        return stack_or_list([self._fov(int(i)).astype(bool) for i in np.asarray(index)])
 
     def _image_shape(self, i: int) -> tuple[int, ...]:
         try:
@@ -113,15 +112,12 @@ class PairedFiles(ImageDataset):
     def fingerprint(self) -> str:
         """sha256 over the split's image and mask files (path, size, mtime), its split and channels."""
         if self._fingerprint is None:
-            h = hashlib.sha256(f"{self.card.name}:{self.split}:{self.card.channels}\n".encode())
-            for path in (*self.paths, *self.sources):
-                stat = path.stat()
-                h.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-            self._fingerprint = h.hexdigest()
+            self._fingerprint = files_fingerprint(f"{self.card.name}:{self.split}:{self.card.channels}",
+                                                  (*self.paths, *self.sources))
         return self._fingerprint
 
 
-def _stack(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+def stack_or_list(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
     """One array when all shapes agree (the usual case), else the list (sources of varying size)."""
     if arrays and all(a.shape == arrays[0].shape for a in arrays):
         return np.stack(arrays)
