@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,15 @@ class CurvePoint:
     ci_high: float | None = None
 
 
+def mean_interval(rows: Sequence[Mapping[str, Any]]) -> tuple[float, float | None, float | None]:
+    """The mean value of `rows` (a grid point's seeds) and the mean of their 95% bounds; the bounds are None when a
+    row stored no interval (a missing interval is not averaged into a narrower one)."""
+    mean = float(np.mean([float(r["value"]) for r in rows]))
+    if any(r.get("ci_low") is None or r.get("ci_high") is None for r in rows):
+        return mean, None, None
+    return mean, float(np.mean([r["ci_low"] for r in rows])), float(np.mean([r["ci_high"] for r in rows]))
+
+
 def label_efficiency(rows: Iterable[Mapping[str, Any]], *, metric: str, protocol: str = "finetune",
                      split: str = "test") -> dict[str, dict[str, list[CurvePoint]]]:
     """Curves per model and dataset from store rows (`ResultStore.results()`), fractions ascending.
@@ -49,9 +58,7 @@ def label_efficiency(rows: Iterable[Mapping[str, Any]], *, metric: str, protocol
         seeds = sorted(by_seed)
         v = np.array([float(by_seed[s]["value"]) for s in seeds])
         std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-        bounds = [(by_seed[s].get("ci_low"), by_seed[s].get("ci_high")) for s in seeds]
-        low, high = (None, None) if any(lo is None or hi is None for lo, hi in bounds) else (
-            float(np.mean([lo for lo, _ in bounds])), float(np.mean([hi for _, hi in bounds])))
-        point = CurvePoint(fraction, float(v.mean()), std, tuple(seeds), low, high)
+        mean, low, high = mean_interval([by_seed[s] for s in seeds])
+        point = CurvePoint(fraction, mean, std, tuple(seeds), low, high)
         curves.setdefault(model, {}).setdefault(dataset, []).append(point)
     return curves

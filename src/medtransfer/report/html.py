@@ -25,7 +25,7 @@ import numpy as np
 
 from medtransfer.errors import ConfigError
 from medtransfer.report import charts
-from medtransfer.report.curves import label_efficiency
+from medtransfer.report.curves import label_efficiency, mean_interval
 from medtransfer.report.stats import (
     BOOTSTRAP,
     CORRECTION,
@@ -112,10 +112,8 @@ def _summaries(rows: Sequence[Row], metrics: Mapping[str, str]) -> list[_Summary
     for (dataset, protocol, fraction, model), group in grouped.items():
         group = sorted(group, key=lambda r: r["seed"])
         v = np.array([r["value"] for r in group], dtype=np.float64)
-        bounded = all(r["ci_low"] is not None and r["ci_high"] is not None for r in group)
-        low = float(np.mean([r["ci_low"] for r in group])) if bounded else None
-        high = float(np.mean([r["ci_high"] for r in group])) if bounded else None
-        out.append(_Summary(dataset, protocol, fraction, model, metrics[dataset], float(v.mean()), low, high,
+        mean, low, high = mean_interval(group)
+        out.append(_Summary(dataset, protocol, fraction, model, metrics[dataset], mean, low, high,
                             float(v.std(ddof=1)) if len(v) > 1 else 0.0, tuple(int(r["seed"]) for r in group)))
     return out
 
@@ -161,10 +159,7 @@ def _published(published: Sequence[Row] | None, study: Mapping[str, Any] | None,
         value = _num(metric, p["value"]) + ("" if p.get("ci_halfwidth") is None else
                                             f" ± {_num(metric, p['ci_halfwidth'])}")
         if mine:
-            mean = float(np.mean([r["value"] for r in mine]))
-            bounded = all(r["ci_low"] is not None and r["ci_high"] is not None for r in mine)
-            low = float(np.mean([r["ci_low"] for r in mine])) if bounded else None
-            high = float(np.mean([r["ci_high"] for r in mine])) if bounded else None
+            mean, low, high = mean_interval(mine)
             inside = "yes" if low is not None and high is not None and low <= p["value"] <= high else "no"
             diff = mean - p["value"]
             cells = (_num(metric, mean), _interval(metric, low, high), str(len(mine)),
