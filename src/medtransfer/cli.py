@@ -17,6 +17,10 @@ from medtransfer.errors import ConfigError, MedtransferError
 
 if TYPE_CHECKING:  # the heavy stack (torch, Lightning, MONAI ...) is imported only by the commands that use it
     from medtransfer.protocols.base import ClassificationResult
+    from medtransfer.runner.local import RunSummary
+    from medtransfer.runner.spec import GridSpec
+    from medtransfer.runner.store import ResultStore
+    from medtransfer.runner.studies import Study
 
 app = typer.Typer(help="Which pretrained model to start from for a medical-imaging task, how much it helps, why.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -218,20 +222,10 @@ def bench(args: Annotated[list[str] | None, typer.Argument(
           as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False) -> None:
     """Run a benchmark grid (the embedded default when no SPEC is given) and print its results table."""
     from medtransfer.report import results_table
-    from medtransfer.runner import ResultStore, expand, load_spec, run_grid
+    from medtransfer.runner import ResultStore, expand, load_spec
     from medtransfer.runner.local import precision_for
 
-    if executor not in EXECUTORS:
-        from medtransfer.registry import did_you_mean
-
-        raise ConfigError(f"Unknown executor {executor!r}.{did_you_mean(executor, list(EXECUTORS))} Choose one of "
-                          f"{list(EXECUTORS)}.")
-    if address is not None and executor != "ray":
-        raise ConfigError("--address names a Ray cluster; add --executor ray.")
-    if executor == "ray" and not dry_run:
-        from medtransfer.runner.ray import check_address
-
-        check_address(address)  # before the spec is read or the store opened: a dead address changes nothing
+    _check_executor(executor, address, dry_run=dry_run)
     args = list(args or [])
     path = args.pop(0) if args and "=" not in args[0] else None
     spec = load_spec(path, args)
@@ -241,13 +235,8 @@ def bench(args: Annotated[list[str] | None, typer.Argument(
                  as_json=as_json)
         return
     with ResultStore(target) as st:
-        if executor == "ray":
-            from medtransfer.runner.ray import run_grid_ray
-
-            summary = run_grid_ray(spec, st, address=address, force=force, num_cpus=num_cpus,
-                                   progress=_bars(as_json))
-        else:
-            summary = run_grid(spec, st, force=force, progress=_bars(as_json))
+        summary = _run_grid(spec, st, executor=executor, address=address, num_cpus=num_cpus, force=force,
+                            progress=_bars(as_json))
         ids = {c.cell_id for c in expand(spec, precision=precision_for(spec))}  # this spec's cells, not older ones
         rows = [r for r in st.results() if r["cell_id"] in ids]
     if as_json:
@@ -259,6 +248,33 @@ def bench(args: Annotated[list[str] | None, typer.Argument(
         console.print(f"[red]failed[/red] {message}")
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _check_executor(executor: str, address: str | None, *, dry_run: bool) -> None:
+    """A known executor, --address only with Ray, and a Ray address that answers: before the spec is read or a
+    store opened, so a dead address changes nothing."""
+    if executor not in EXECUTORS:
+        from medtransfer.registry import did_you_mean
+
+        raise ConfigError(f"Unknown executor {executor!r}.{did_you_mean(executor, list(EXECUTORS))} Choose one of "
+                          f"{list(EXECUTORS)}.")
+    if address is not None and executor != "ray":
+        raise ConfigError("--address names a Ray cluster; add --executor ray.")
+    if executor == "ray" and not dry_run:
+        from medtransfer.runner.ray import check_address
+
+        check_address(address)
+
+
+def _run_grid(spec: GridSpec, store: ResultStore, *, executor: str, address: str | None, num_cpus: int | None,
+              force: bool, progress: bool) -> RunSummary:
+    if executor == "ray":
+        from medtransfer.runner.ray import run_grid_ray
+
+        return run_grid_ray(spec, store, address=address, force=force, num_cpus=num_cpus, progress=progress)
+    from medtransfer.runner import run_grid
+
+    return run_grid(spec, store, force=force, progress=progress)
 
 
 def _dry_run(cells: list, store: Path, *, executor: str, force: bool, as_json: bool) -> None:
@@ -509,8 +525,7 @@ def reproduce(study: Annotated[str, typer.Argument(help="anton2022, hosseinzadeh
     from medtransfer.runner.local import precision_for
     from medtransfer.runner.studies import load_study, missing_data, published_rows, study_cells
 
-    if executor not in EXECUTORS:
-        raise ConfigError(f"Unknown executor {executor!r}; choose one of {list(EXECUTORS)}.")
+    _check_executor(executor, address, dry_run=dry_run)
     settings = parse_overrides(overrides or []) | ({"data_root": str(data_root)} if data_root else {})
     plan = load_study(study, settings)
     cells = study_cells(plan, precision=precision_for(plan.parts[0][1]))
@@ -527,7 +542,7 @@ def reproduce(study: Annotated[str, typer.Argument(help="anton2022, hosseinzadeh
     if missing:
         raise ConfigError(f"{study}: {len(missing)} of its {len(plan.datasets())} datasets are not in place; nothing "
                           "was run. Fix each:\n" + "\n".join(f"  - {m}" for m in missing))
-    from medtransfer.runner import ResultStore, run_grid
+    from medtransfer.runner import ResultStore
 
     failed = 0
     with ResultStore(target) as st:
@@ -536,12 +551,8 @@ def reproduce(study: Annotated[str, typer.Argument(help="anton2022, hosseinzadeh
         st.set_meta("published", published_rows(plan))
         for label, spec in plan.parts:
             console.print(f"{study}: part {label!r}")
-            if executor == "ray":
-                from medtransfer.runner.ray import run_grid_ray
-
-                summary = run_grid_ray(spec, st, address=address, progress=_bars())
-            else:
-                summary = run_grid(spec, st, progress=_bars())
+            summary = _run_grid(spec, st, executor=executor, address=address, num_cpus=None, force=False,
+                                progress=_bars())
             failed += len(summary.failed)
     console.print(f"{study}: {len(cells)} cells in {target}, {failed} failed. The report, with the published "
                   f"numbers beside ours: medtransfer report {target}")
@@ -553,7 +564,7 @@ def _hours(value: float | None) -> str:
     return "?" if value is None else f"{value:,.2f}"
 
 
-def _study_plan(plan: object, cells: list, missing: list[str], downloadable: list[str], store: Path, *,
+def _study_plan(plan: Study, cells: list, missing: list[str], downloadable: list[str], store: Path, *,
                 costs: dict | None, as_json: bool) -> None:
     from collections import Counter
 
@@ -563,14 +574,14 @@ def _study_plan(plan: object, cells: list, missing: list[str], downloadable: lis
     found = estimate([c for _, c in cells], history)
     total = totals(found)
     by_part = Counter((label, c.protocol) for label, c in cells)
-    out = {"study": plan.name, "title": plan.title, "store": str(store), **total,  # type: ignore[attr-defined]
+    out = {"study": plan.name, "title": plan.title, "store": str(store), **total,
            "parts": [{"part": p, "protocol": q, "cells": n} for (p, q), n in by_part.items()],
-           "published_numbers": len(plan.published), "omitted": list(plan.omitted),  # type: ignore[attr-defined]
+           "published_numbers": len(plan.published), "omitted": list(plan.omitted),
            "missing_data": missing, "to_download": downloadable, "measured_costs": costs}
     if as_json:
         print(json.dumps(out, indent=1))
         return
-    console.print(f"[bold]{plan.title}[/bold]\n{plan.source}")  # type: ignore[attr-defined]
+    console.print(f"[bold]{plan.title}[/bold]\n{plan.source}")
     table = Table("part", "protocol", "cells", title=f"dry run: {len(cells)} cells, nothing runs")
     for row in out["parts"]:
         table.add_row(row["part"], row["protocol"], str(row["cells"]))
@@ -588,9 +599,9 @@ def _study_plan(plan: object, cells: list, missing: list[str], downloadable: lis
         console.print(cost)
         if "cuda" not in costs["devices"]:
             console.print("no CUDA device here: the GPU column is not measured")
-    for item in plan.omitted:  # type: ignore[attr-defined]
+    for item in plan.omitted:
         console.print(f"omitted: {item}")
-    console.print(f"{len(plan.published)} published numbers go beside ours in the report.")  # type: ignore
+    console.print(f"{len(plan.published)} published numbers go beside ours in the report.")
     if missing:
         console.print(f"[red]{len(missing)} datasets not in place[/red] (reproduce would stop before running):")
         for m in missing:
