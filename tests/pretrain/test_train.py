@@ -74,6 +74,31 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path: Path, monkeypatch: p
     assert not (out / CHECKPOINT).exists()  # a finished folder holds the model, not the resume state
 
 
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    cfg = _cfg(method=method, epochs=3)  # 2 steps per epoch
+    whole = pretrain(cfg, tmp_path / "whole", progress=False)
+    step = PretrainModule.training_step
+
+    def killed_in_the_middle_of_epoch_two(self: PretrainModule, batch: list[torch.Tensor], idx: int) -> torch.Tensor:
+        if self.current_epoch == 1 and idx == 1:  # one step of epoch two done, after epoch one's checkpoint
+            raise RuntimeError("killed")
+        return step(self, batch, idx)
+
+    monkeypatch.setattr(PretrainModule, "training_step", killed_in_the_middle_of_epoch_two)
+    out = tmp_path / "killed"
+    with pytest.raises(RuntimeError, match="killed"):
+        pretrain(cfg, out, progress=False)
+    monkeypatch.setattr(PretrainModule, "training_step", step)
+    torch.manual_seed(1234)  # whatever the process drew in between must not matter
+    resumed = pretrain(cfg, out, progress=False)
+    assert resumed.record["resumed_from_checkpoint"] and resumed.record["steps"] == whole.record["steps"] == 6
+    assert resumed.losses == whole.losses  # the same batches, the same views, step by step
+    a, b = models.create(str(whole.folder)).state_dict(), models.create(str(out)).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_3d_pretext_task_writes_a_3d_model(tmp_path: Path) -> None:
     cfg = _cfg(method="rotation", dataset="phantom3d-binary-28", model="test-cnn3d", epochs=1, batch_size=4,
                samples=8, dataset_options={"n": 8})

@@ -1,8 +1,9 @@
 """`pretrain(cfg, out)`: one Lightning run of a method on a dataset's training split -> a model folder.
 
 The training split is decoded once into a uint8 tensor; batches are augmented on the device as tensors. The
-run writes a Lightning checkpoint (``<out>/checkpoints/last.ckpt``) after every epoch, so a killed run continues
-where it stopped when called again; a finished run with the same config returns its folder at once. The final
+run writes a Lightning checkpoint (``<out>/checkpoints/last.ckpt``) after every epoch, random streams included,
+so a killed run continues where it stopped when called again and ends with the weights an uninterrupted run
+would have had; a finished run with the same config returns its folder at once. The final
 epoch's backbone is saved with `save_model_dir` (``card.json`` + ``model.safetensors`` + the training record),
 loadable with ``medtransfer.models.create(out)``.
 """
@@ -63,6 +64,7 @@ class PretrainModule(pl.LightningModule):
         self.images = 0
         self.seconds = 0.0
         self._t0: float | None = None
+        self.loader_generator: torch.Generator | None = None  # the shuffling stream, saved with each checkpoint
 
     def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
         x = match_channels(batch[0].float().div_(255.0), self.in_chans)  # (B, C, ...) in [0, 1]
@@ -81,9 +83,12 @@ class PretrainModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["medtransfer_losses"] = list(self.losses)  # so a resumed run's record covers the whole run
+        checkpoint["medtransfer_rng"] = rng_state(self.loader_generator)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.losses = [float(v) for v in checkpoint.get("medtransfer_losses", [])]
+        if "medtransfer_rng" in checkpoint:  # checkpoints of earlier versions resume with fresh random streams
+            set_rng_state(checkpoint["medtransfer_rng"], self.loader_generator)
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.method.parameters() if p.requires_grad]
@@ -91,6 +96,29 @@ class PretrainModule(pl.LightningModule):
         # the reference's CosineAnnealingLR to lr/50, stepped per batch over the whole run (also under max_steps)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.total_steps, eta_min=self.cfg.lr / 50)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def rng_state(loader_generator: torch.Generator | None) -> dict[str, Any]:
+    """The random streams a run draws from after an epoch ends: the shuffling generator's, torch's global CPU
+    stream (the batched augmentations and the pretext labels) and every CUDA device's. Saved with each epoch's
+    checkpoint, so a run killed in the middle of the next epoch redraws exactly that epoch's order and views
+    when it resumes, and ends with the weights of an uninterrupted run."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if loader_generator is not None:
+        state["loader"] = loader_generator.get_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], loader_generator: torch.Generator | None) -> None:
+    """Restore what `rng_state` saved (a CUDA state only where the same number of devices is there)."""
+    torch.set_rng_state(state["torch"])
+    if loader_generator is not None and "loader" in state:
+        loader_generator.set_state(state["loader"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def resolve_dims(cfg: PretrainConfig) -> tuple[int, str]:
@@ -225,13 +253,15 @@ def _prepare(cfg: PretrainConfig) -> tuple[PretrainModule, DataLoader, ModelCard
                           f"({card.arch!r} cards such as 'resnet50') or convert it to a mean/std model first.")
     images = load_images(cfg, card)
     pl.seed_everything(cfg.seed, verbose=False)  # the heads' initialisation, shuffling and augmentations
+    generator = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(TensorDataset(images), batch_size=min(cfg.batch_size, len(images)), shuffle=True,
-                        drop_last=True, num_workers=cfg.num_workers,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+                        drop_last=True, num_workers=cfg.num_workers, generator=generator)
     steps = cfg.epochs * len(loader) if cfg.max_steps < 0 else min(cfg.max_steps, cfg.epochs * len(loader))
     method = METHODS.get(cfg.method).build(backbone, card.feature_dim, cfg, mean=card.input.mean,
                                            std=card.input.std, dims=dims)
-    return PretrainModule(method, cfg, in_chans=card.input.in_chans, total_steps=steps), loader, card
+    module = PretrainModule(method, cfg, in_chans=card.input.in_chans, total_steps=steps)
+    module.loader_generator = generator
+    return module, loader, card
 
 
 def _record(cfg: PretrainConfig, module: PretrainModule, trainer: pl.Trainer, *, model_name: str, n_images: int,
