@@ -505,8 +505,9 @@ def report(store: Annotated[Path, typer.Argument(help="results store, e.g. runs/
 
 
 @app.command("reproduce")
-def reproduce(study: Annotated[str, typer.Argument(help="anton2022, hosseinzadeh2021, taleb2020, freddy2023 or "
-                                                   "medmnist-v2", show_default=False)],
+def reproduce(study: Annotated[str, typer.Argument(help="anton2022, hosseinzadeh2021, taleb2020, freddy2023, "
+                                                   "medmnist-v2, ssl-medmnist or ssl-medmnist-cpu",
+                                                   show_default=False)],
               overrides: Annotated[list[str] | None, typer.Argument(
                   help="key=value spec overrides for every part, e.g. seeds=[0]", show_default=False)] = None,
               data_root: DataRoot = None,

@@ -112,3 +112,26 @@ def test_a_part_pretrains_only_its_own_models() -> None:
     assert {s["name"] for s in parts["retina"].pretrain} == {f"{m}-eyepacs" for m in
                                                              ("rotation", "rpl", "jigsaw", "cpc", "exemplar")}
     assert all(s["dataset"] == "msd-pancreas" for s in parts["pancreas"].pretrain)
+
+
+def test_the_cpu_sized_headline_study_is_the_gpu_grid_with_shorter_schedules() -> None:
+    gpu, cpu = load_study("ssl-medmnist"), load_study("ssl-medmnist-cpu")
+    gpu_parts, cpu_parts = dict(gpu.parts), dict(cpu.parts)
+    assert set(cpu_parts) == set(gpu_parts) - {"mednist"}  # MedNIST (64 px) is left to the GPU schedule
+    for label, spec in cpu_parts.items():
+        big = gpu_parts[label]
+        assert (spec.models, spec.datasets, spec.protocols) == (big.models, big.datasets, big.protocols)
+        assert spec.seeds == big.seeds == (0, 1, 2) and spec.fractions == big.fractions == (0.01, 0.1, 1.0)
+        assert spec.models[0] == "resnet18-small"  # the random-init arm is the same network
+        steps = {s["name"]: s for s in spec.pretrain}
+        assert set(steps) == set(spec.models[1:]) and {s["method"] for s in steps.values()} == {"simclr",
+                                                                                                "barlowtwins"}
+        for name, step in steps.items():  # the same recipe, fewer epochs
+            other = next(s for s in big.pretrain if s["name"] == name)
+            assert {k: v for k, v in step.items() if k != "epochs"} == {k: v for k, v in other.items()
+                                                                         if k != "epochs"}
+            assert step["epochs"] < other["epochs"] == 200
+        assert spec.protocol_options["finetune"]["preset"] == big.protocol_options["finetune"]["preset"]
+    v2 = {(p.model, p.dataset): p.value for p in load_study("medmnist-v2").published}
+    for study in (gpu, cpu):  # the scratch baselines beside ours are MedMNIST v2's own
+        assert all(v2[p.model, p.dataset] == p.value for p in study.published)

@@ -1,5 +1,5 @@
 """The reference studies as shipped grids: `medtransfer reproduce anton2022|hosseinzadeh2021|taleb2020|freddy2023|
-medmnist-v2`.
+medmnist-v2`, and the project's own headline experiment, `ssl-medmnist` (GPU-sized) / `ssl-medmnist-cpu`.
 
 A study file (``medtransfer/specs/studies/<name>.yaml``) holds ``defaults`` (spec keys every part shares), ``parts``
 (grids with their own datasets, protocols and options: a study's few-shot needs 2-way on binary datasets and 5-way
@@ -24,7 +24,8 @@ from medtransfer.registry import did_you_mean
 from medtransfer.runner.spec import GridSpec, spec_from_dict
 from medtransfer.runner.store import Cell
 
-STUDIES = ("anton2022", "hosseinzadeh2021", "taleb2020", "freddy2023", "medmnist-v2")
+STUDIES = ("anton2022", "hosseinzadeh2021", "taleb2020", "freddy2023", "medmnist-v2", "ssl-medmnist",
+           "ssl-medmnist-cpu")
 _DEEP = ("dataset_options", "protocol_options")  # merged per key (a part's dataset's options replace the default's)
 
 
