@@ -58,6 +58,17 @@ def test_bench_json_and_table(tmp_path: Path) -> None:
     assert {r["seed"] for r in json.loads(only_seed_1.stdout)} == {1}  # other cells of the store stay out
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error of a machine without CUDA")
+def test_bench_on_a_cuda_device_that_is_not_there_stops_before_the_store(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: t\nmodels: [test-cnn]\ndatasets: [phantom-binary-28]\n")
+    monkeypatch.setenv("MEDTRANSFER_DEVICE", "cuda")
+    out = runner.invoke(app, ["bench", str(spec), "--store", str(tmp_path / "r.sqlite")])
+    assert out.exit_code != 0 and "sees no CUDA device" in str(out.exception)  # main() makes it exit 2
+    assert not (tmp_path / "r.sqlite").exists()
+
+
 @pytest.mark.slow
 def test_default_bench_end_to_end(tmp_path: Path) -> None:
     out = runner.invoke(app, ["bench", "--store", str(tmp_path / "d.sqlite")])

@@ -121,3 +121,33 @@ def test_prefetching_gives_the_same_batches() -> None:
     ahead = list(features.iter_batches(ds, model.card.input, 8, prefetch=True))
     assert [len(b) for b in plain] == [8, 8, 8, 8, 5]
     assert all(torch.equal(a, b) for a, b in zip(plain, ahead, strict=True))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a machine without CUDA")
+def test_a_cuda_device_that_is_not_there_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtransfer.errors import ConfigError
+
+    monkeypatch.delenv("MEDTRANSFER_DEVICE", raising=False)
+    assert features.default_device().type == "cpu" and features.default_device("auto").type == "cpu"
+    with pytest.raises(ConfigError, match="sees no CUDA device. Use device 'cpu' or 'auto'"):
+        features.default_device("cuda")
+    monkeypatch.setenv("MEDTRANSFER_DEVICE", "cuda:0")  # the environment's choice is checked the same way
+    with pytest.raises(ConfigError, match="'cuda:0' was asked for"):
+        features.default_device()
+    monkeypatch.setenv("MEDTRANSFER_DEVICE", "cpu")
+    assert features.default_device() == torch.device("cpu")
+    assert features.default_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="not a device torch knows"):
+        features.default_device("gpu0")
+
+
+def test_a_cuda_index_must_be_one_of_the_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtransfer.errors import ConfigError
+
+    monkeypatch.delenv("MEDTRANSFER_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # two GPUs, as a cluster node would show them
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert features.default_device() == torch.device("cuda")
+    assert features.default_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ConfigError, match=r"only 2 CUDA device\(s\) are visible \(cuda:0 to cuda:1\)"):
+        features.default_device("cuda:2")

@@ -105,11 +105,19 @@ class LastCheckpoint(pl.Callback):
             self._save(trainer)
 
 
+def lightning_devices(device: torch.device) -> tuple[str, int | list[int]]:
+    """Lightning's (accelerator, devices) for one torch device: ``cuda:1`` is GPU 1, not the first GPU."""
+    if device.type == "cuda":
+        return "gpu", [device.index or 0]
+    return "cpu", 1
+
+
 def _trainer(*, max_steps: int, val_every: int | None, ckpt_dir: Path | None, device: torch.device, bf16: bool,
              deterministic: bool, progress: bool, callbacks: Sequence[pl.Callback]) -> pl.Trainer:
     extra = [LastCheckpoint(ckpt_dir, every=None if val_every else 100)] if ckpt_dir is not None else []
+    accelerator, devices = lightning_devices(device)
     return pl.Trainer(
-        accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_steps=max_steps, max_epochs=-1,
+        accelerator=accelerator, devices=devices, max_steps=max_steps, max_epochs=-1,
         val_check_interval=val_every or max_steps, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         limit_val_batches=None if val_every else 0, precision="bf16-mixed" if bf16 else "32-true",
         # on CUDA some backward kernels (adaptive pooling's) have no deterministic version: warn there, don't fail

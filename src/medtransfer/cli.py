@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -264,6 +265,10 @@ def _check_executor(executor: str, address: str | None, *, dry_run: bool) -> Non
         from medtransfer.runner.ray import check_address
 
         check_address(address)
+    if os.environ.get("MEDTRANSFER_DEVICE") and not dry_run:  # a device that is not there: before any cell runs
+        from medtransfer.features import default_device
+
+        default_device()
 
 
 def _run_grid(spec: GridSpec, store: ResultStore, *, executor: str, address: str | None, num_cpus: int | None,

@@ -27,7 +27,7 @@ from medtransfer._progress import Ticker
 from medtransfer.config import config_hash, home
 from medtransfer.data.base import ImageDataset
 from medtransfer.data.transforms import preprocess
-from medtransfer.errors import DataError
+from medtransfer.errors import ConfigError, DataError
 from medtransfer.models.card import InputContract
 from medtransfer.models.factory import card_of
 from medtransfer.models.weights import weights_sha256
@@ -58,9 +58,30 @@ def bf16_supported(device: torch.device) -> bool:
     return device.type == "cpu" and bool(amx())
 
 
+DEVICE_ENV = "MEDTRANSFER_DEVICE"
+
+
 def default_device(device: str | torch.device | None = None) -> torch.device:
-    """`device`, else CUDA when available, else the CPU."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """`device`, else ``$MEDTRANSFER_DEVICE`` (e.g. ``cuda:1``), else CUDA when available, else the CPU. A CUDA
+    device that is not there raises `ConfigError` (instead of torch's error deep inside the first copy to it)."""
+    device = device or os.environ.get(DEVICE_ENV) or None
+    if not device or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        out = torch.device(device)
+    except RuntimeError as e:
+        raise ConfigError(f"Device {device!r} is not a device torch knows ({e}). Use 'cpu', 'cuda', 'cuda:1' or "
+                          f"'auto' (also in ${DEVICE_ENV}).") from None
+    if out.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"Device {device!r} was asked for, but this torch ({torch.__version__}) sees no CUDA "
+                              f"device. Use device 'cpu' or 'auto' (${DEVICE_ENV}=auto), or install a CUDA build of "
+                              f"torch on a machine with a GPU.")
+        if out.index is not None and out.index >= count:
+            raise ConfigError(f"Device {device!r} was asked for, but only {count} CUDA device(s) are visible "
+                              f"(cuda:0 to cuda:{count - 1}). Pick one of those, or check CUDA_VISIBLE_DEVICES.")
+    return out
 
 
 def use_bf16(bf16: bool | None, device: torch.device) -> bool:
