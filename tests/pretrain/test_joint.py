@@ -28,3 +28,16 @@ def test_momentum_branch_has_no_gradient_and_follows_the_online_one(method: str,
     m(images2d, progress=0.0)
     moved = [not torch.equal(a, p) for a, p in zip(before, m.backbone_momentum.parameters(), strict=True)]
     assert all(moved)
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol", "mocov2", "barlowtwins"])
+def test_under_bf16_autocast_the_loss_is_computed_in_fp32(method: str, build_method: Callable,
+                                                          images2d: torch.Tensor) -> None:
+    m = build_method(method, 2, memory_bank=0)
+    z0, z1 = torch.randn(8, 64).bfloat16(), torch.randn(8, 64).bfloat16()  # projections as bf16-mixed makes them
+    expected = m.loss(z0.float(), z1.float())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = m.fp32_loss(z0, z1)
+        whole = m(images2d)
+    assert got.dtype == torch.float32 and torch.equal(got, expected)
+    assert whole.dtype == torch.float32 and torch.isfinite(whole)

@@ -68,7 +68,7 @@ class BYOL(_Momentum):
         p = self.prediction(self.projection(self.backbone(torch.cat([v0, v1]))))  # (2B, out)
         p0, p1 = p.chunk(2)
         t0, t1 = self.target(v0), self.target(v1)
-        return 0.5 * (self.loss(p0, t1) + self.loss(p1, t0))
+        return 0.5 * (self.fp32_loss(p0, t1) + self.fp32_loss(p1, t0))
 
 
 class MoCoV2(_Momentum):
@@ -92,7 +92,7 @@ class MoCoV2(_Momentum):
         v0, v1 = two_views(x, self.augmentation, self.normalize)
         q = self.projection(self.backbone(v0))  # (B, out)
         k = self.target(v1)
-        return self.loss(q, k)
+        return self.fp32_loss(q, k)
 
 
 class BarlowTwins(SSLMethod):
@@ -112,7 +112,7 @@ class BarlowTwins(SSLMethod):
     def forward(self, x: torch.Tensor, progress: float = 0.0) -> torch.Tensor:
         v0, v1 = two_views(x, self.augmentation, self.normalize)
         z0, z1 = self.projection(self.backbone(torch.cat([v0, v1]))).chunk(2)
-        return self.loss(z0, z1)
+        return self.fp32_loss(z0, z1)
 
 
 METHODS.add("byol", MethodEntry(BYOL, dims=(2,), description="BYOL: predictor vs momentum target"))

@@ -54,7 +54,7 @@ class SimCLR(SSLMethod):
         v0, v1 = self.views(x)
         z = self.head(self.backbone(torch.cat([v0, v1])))  # (2B, out_dim): one pass, BN sees both views
         z0, z1 = z.chunk(2)
-        return self.loss(z0, z1)
+        return self.fp32_loss(z0, z1)
 
 
 METHODS.add("simclr", MethodEntry(SimCLR, dims=(2,), description="SimCLR: NT-Xent over two augmented views"))
