@@ -18,6 +18,11 @@ checkpoint included), not its image decoding. Images/s counts training images (t
     .venv/bin/python benchmarks/train_speed.py                       # BreastMNIST 28, 3 epochs, interleaved x2
     .venv/bin/python benchmarks/train_speed.py --epochs 2 --repeats 1 --json
     .venv/bin/python benchmarks/train_speed.py --what pretrain --epochs 4    # SimCLR: 8 steps of 256
+    .venv/bin/python benchmarks/train_speed.py --what datapath   # finetuning's host data path alone, images/s
+
+`--what datapath` times what finetuning does on the host per step (the seeded batch of step s gathered from the
+split into a uint8 tensor, pinned when CUDA is there); augmentation and normalisation run on the device. On a GPU
+this is what could bind a 28 px epoch, so its rate is the number to set beside the GPU's training images/s.
 
 Writes benchmarks/out/train_speed.json.
 """
@@ -142,6 +147,24 @@ def medtransfer_pretrain(dataset: str, *, epochs: int) -> tuple[float, str]:
     return float(res.record["wall_s"]), str(res.record["precision"])
 
 
+def data_path_rate(train: Any, *, batch_size: int = 128, steps: int = 400) -> float:
+    """Images/s of finetuning's host data path (`StepBatches`), one thread."""
+    from medtransfer.protocols._finetune_data import StepBatches
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        it = iter(StepBatches(train, batch_size, 0, steps + 1))
+        next(it)
+        start = time.perf_counter()
+        for x, _ in it:
+            if torch.cuda.is_available():
+                x.pin_memory()
+        return steps * batch_size / (time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _compare(what: str, train: Any, val: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Interleaved repeats (drift on a shared machine hits both alike); best of each."""
     runs: dict[str, list[float]] = {"bare": [], "medtransfer": []}
@@ -170,14 +193,19 @@ def main() -> None:
     parser.add_argument("--dataset", default="breastmnist")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--what", choices=("finetune", "pretrain", "both"), default="finetune")
+    parser.add_argument("--what", choices=("finetune", "pretrain", "both", "datapath"), default="finetune")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     train, val = (data.load(args.dataset, s, data_root=DATA) for s in ("train", "val"))
-    whats = ("finetune", "pretrain") if args.what == "both" else (args.what,)
     out: dict[str, Any] = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                                        "threads": torch.get_num_threads()},
                            "dataset": args.dataset, "epochs": args.epochs}
+    if args.what == "datapath":
+        rate = data_path_rate(train)
+        print(json.dumps({**out, "data_path_images_per_s": rate}) if args.json else
+              f"{args.dataset}: the host data path gives {rate:,.0f} images/s (batches of 128, one thread)")
+        return
+    whats = ("finetune", "pretrain") if args.what == "both" else (args.what,)
     out |= {what: _compare(what, train, val, args) for what in whats}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(out, indent=1))
