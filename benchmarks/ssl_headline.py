@@ -75,24 +75,38 @@ def _pm(x: tuple[float, float]) -> str:
     return f"{100 * x[0]:.1f} ± {100 * x[1]:.1f}"
 
 
+def _p(p: float | None) -> str:
+    return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.2g}")
+
+
 def _vs(d: dict[str, Any] | None) -> str:
     if not d:
         return "–"
     lo, hi = d["boot_ci"]
-    p_t = "–" if d["t_p"] is None else f"{d['t_p']:.2f}"
-    boot = f"[{100 * lo:+.1f}, {100 * hi:+.1f}], p_holm {d['boot_p_holm']:.2g}" if lo is not None else "no test"
-    return f"**{100 * d['diff']:+.1f}** (bootstrap {boot}; t over seeds p {p_t})"
+    boot = f"[{100 * lo:+.1f}, {100 * hi:+.1f}] p<sub>H</sub> {_p(d['boot_p_holm'])}" if lo is not None else "no test"
+    return f"**{100 * d['diff']:+.1f}** {boot}, p<sub>t</sub> {_p(d['t_p'])}"
 
 
-def markdown(summary: dict[str, Any]) -> str:
-    head = ("| dataset | protocol | labels | model | AUC (%) | ACC (%) | AUC − scratch | ACC − scratch |\n"
-            "|---|---|---|---|---|---|---|---|")
-    lines = [head]
+def markdown(summary: dict[str, Any], metric: str = "auc") -> str:
+    """One row per (dataset, protocol, labels): the random-init network, then each SSL model and its difference
+    (points; 95% paired-bootstrap interval, its Holm-corrected p, and the t-test over seeds' p)."""
+    by_point: dict[tuple[str, str, float], dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in summary["rows"]:
-        lines.append(f"| {r['dataset']} | {r['protocol']} | {100 * r['fraction']:g}% | {r['model']} | "
-                     f"{_pm(r['auc'])} | {_pm(r['accuracy'])} | {_vs(r.get('auc_vs_scratch'))} | "
-                     f"{_vs(r.get('accuracy_vs_scratch'))} |")
-    return "\n".join(lines)
+        by_point[(r["dataset"], r["protocol"], r["fraction"])][r["model"]] = r
+    others = sorted({m for point in by_point.values() for m in point if m != BASE},
+                    key=lambda m: (not m.startswith("simclr"), m))  # SimCLR first, the reference method
+    methods = list(dict.fromkeys(m.split("-")[0] for m in others))
+    name = "AUC" if metric == "auc" else "ACC"
+    head = [f"| dataset | protocol | labels | random init {name} (%) |"
+            + "".join(f" {m} {name} (%) | {m} − random init |" for m in methods),
+            "|---|---|---|---|" + "---|---|" * len(methods)]
+    for (dataset, protocol, fraction), point in sorted(by_point.items()):
+        cells = [dataset, protocol, f"{100 * fraction:g}%", _pm(point[BASE][metric]) if BASE in point else "–"]
+        for method in methods:
+            r = next((v for k, v in point.items() if k.split("-")[0] == method), None)
+            cells += [_pm(r[metric]), _vs(r.get(f"{metric}_vs_scratch"))] if r else ["–", "–"]
+        head.append("| " + " | ".join(cells) + " |")
+    return "\n".join(head)
 
 
 def plot(summary: dict[str, Any], store: Path, path: Path) -> None:
@@ -103,30 +117,36 @@ def plot(summary: dict[str, Any], store: Path, path: Path) -> None:
         values = _values(latest_rows(st.results())[0])
     finally:
         st.close()
-    panels = sorted({(r["dataset"], r["protocol"]) for r in summary["rows"]})
-    models = list(dict.fromkeys(r["model"] for r in summary["rows"]))
-    fig = Figure(figsize=(3.3 * len(panels), 3.1), layout="constrained")
-    for i, (dataset, protocol) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1)
-        for k, model in enumerate(sorted(models, key=lambda m: (m != BASE, m))):
-            pts = sorted((f, v) for (d, p, f, m, metric), v in values.items()
-                         if (d, p, m, metric) == (dataset, protocol, model, "auc"))
-            if not pts:
-                continue
-            x = [100 * f for f, _ in pts]
-            seeds = [np.array(list(v.values())) for _, v in pts]
-            style = {"color": "0.35", "ls": "--"} if model == BASE else {"color": f"C{k}"}
-            ax.plot(x, [100 * s.mean() for s in seeds], marker="o", label=model, **style)
-            ax.fill_between(x, [100 * s.min() for s in seeds], [100 * s.max() for s in seeds], alpha=0.15,
-                            color=style["color"])
-        ax.set_xscale("log")
-        ax.set_xticks([1, 10, 100], ["1%", "10%", "100%"])
-        ax.set_title(f"{dataset}, {protocol}", fontsize=9)
-        ax.set_xlabel("training labels")
-        if i == 0:
-            ax.set_ylabel("test AUC (%)")
-        ax.grid(alpha=0.3)
-    fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(models), fontsize=8)
+    datasets = sorted({r["dataset"] for r in summary["rows"]})
+    protocols = sorted({r["protocol"] for r in summary["rows"]}, key=lambda p: p != "linear")
+    methods = sorted({r["model"].split("-")[0] for r in summary["rows"] if r["model"] != BASE},
+                     key=lambda m: (m != "simclr", m))
+    style = {BASE: {"color": "0.35", "ls": "--", "label": "random init"}}
+    style |= {m: {"color": f"C{k}", "label": m} for k, m in enumerate(methods)}
+    fig = Figure(figsize=(3.4 * len(protocols), 2.6 * len(datasets) + 0.5), layout="constrained")
+    for i, dataset in enumerate(datasets):
+        for j, protocol in enumerate(protocols):
+            ax = fig.add_subplot(len(datasets), len(protocols), i * len(protocols) + j + 1)
+            for model in sorted({m for (d, p, _, m, _) in values if (d, p) == (dataset, protocol)},
+                                key=lambda m: (m != BASE, m)):
+                pts = sorted((f, v) for (d, p, f, m, metric), v in values.items()
+                             if (d, p, m, metric) == (dataset, protocol, model, "auc"))
+                x = [100 * f for f, _ in pts]
+                seeds = [np.array(list(v.values())) for _, v in pts]
+                st = style[BASE if model == BASE else model.split("-")[0]]
+                ax.plot(x, [100 * v.mean() for v in seeds], marker="o", **st)
+                ax.fill_between(x, [100 * v.min() for v in seeds], [100 * v.max() for v in seeds], alpha=0.15,
+                                color=st["color"])
+            ax.set_xscale("log")
+            ax.set_xticks([1, 10, 100], ["1%", "10%", "100%"])
+            ax.set_title(f"{dataset}, {protocol}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if i == len(datasets) - 1:
+                ax.set_xlabel("training labels")
+            if j == 0:
+                ax.set_ylabel("test AUC (%)")
+    fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=1 + len(methods),
+               fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     import matplotlib
 
@@ -144,7 +164,7 @@ def main() -> None:
     summary = summarise(a.store, a.n_boot)
     if a.svg:
         plot(summary, a.store, a.svg)
-    print(json.dumps(summary, indent=1) if a.json else markdown(summary))
+    print(json.dumps(summary, indent=1) if a.json else markdown(summary) + "\n\n" + markdown(summary, "accuracy"))
 
 
 if __name__ == "__main__":
