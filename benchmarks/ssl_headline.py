@@ -28,8 +28,11 @@ BASE = "resnet18-small"
 METRICS = ("auc", "accuracy")
 
 
-def _values(rows: list[dict[str, Any]]) -> dict[tuple[str, str, float, str, str], dict[int, float]]:
-    out: dict[tuple[str, str, float, str, str], dict[int, float]] = defaultdict(dict)
+Values = dict[tuple[str, str, float, str, str], dict[int, float]]  # (dataset, protocol, fraction, model, metric)
+
+
+def _values(rows: list[dict[str, Any]]) -> Values:
+    out: Values = defaultdict(dict)
     for r in rows:
         if r["split"] == "test" and r["metric"] in METRICS:
             key = (r["dataset"], r["protocol"], float(r["fraction"] or 1.0), r["model"], r["metric"])
@@ -37,7 +40,8 @@ def _values(rows: list[dict[str, Any]]) -> dict[tuple[str, str, float, str, str]
     return out
 
 
-def summarise(store: Path, n_boot: int) -> dict[str, Any]:
+def summarise(store: Path, n_boot: int) -> tuple[dict[str, Any], Values]:
+    """(the table's rows, every test value by (dataset, protocol, fraction, model, metric) and seed)."""
     st = ResultStore.open_read_only(store)
     try:
         rows, _ = latest_rows(st.results())
@@ -68,7 +72,7 @@ def summarise(store: Path, n_boot: int) -> dict[str, Any]:
                                              "boot_diff": sign * c.diff, "boot_ci": [lo, hi],
                                              "boot_p_holm": c.p_adjusted, "test": c.test}
         table.append(row)
-    return {"store": str(store), "rows": table}
+    return {"store": str(store), "rows": table}, values
 
 
 def _pm(x: tuple[float, float]) -> str:
@@ -109,14 +113,9 @@ def markdown(summary: dict[str, Any], metric: str = "auc") -> str:
     return "\n".join(head)
 
 
-def plot(summary: dict[str, Any], store: Path, path: Path) -> None:
+def plot(summary: dict[str, Any], values: Values, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    st = ResultStore.open_read_only(store)
-    try:
-        values = _values(latest_rows(st.results())[0])
-    finally:
-        st.close()
     datasets = sorted({r["dataset"] for r in summary["rows"]})
     protocols = sorted({r["protocol"] for r in summary["rows"]}, key=lambda p: p != "linear")
     methods = sorted({r["model"].split("-")[0] for r in summary["rows"] if r["model"] != BASE},
@@ -161,9 +160,9 @@ def main() -> None:
     p.add_argument("--n-boot", type=int, default=2000)
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
-    summary = summarise(a.store, a.n_boot)
+    summary, values = summarise(a.store, a.n_boot)
     if a.svg:
-        plot(summary, a.store, a.svg)
+        plot(summary, values, a.svg)
     print(json.dumps(summary, indent=1) if a.json else markdown(summary) + "\n\n" + markdown(summary, "accuracy"))
 
 

@@ -226,7 +226,7 @@ def bench(args: Annotated[list[str] | None, typer.Argument(
     from medtransfer.runner import ResultStore, expand, load_spec
     from medtransfer.runner.local import precision_for
 
-    _check_executor(executor, address, dry_run=dry_run)
+    _check_run(executor, address, dry_run=dry_run)
     args = list(args or [])
     path = args.pop(0) if args and "=" not in args[0] else None
     spec = load_spec(path, args)
@@ -251,9 +251,9 @@ def bench(args: Annotated[list[str] | None, typer.Argument(
         raise typer.Exit(1)
 
 
-def _check_executor(executor: str, address: str | None, *, dry_run: bool) -> None:
-    """A known executor, --address only with Ray, and a Ray address that answers: before the spec is read or a
-    store opened, so a dead address changes nothing."""
+def _check_run(executor: str, address: str | None, *, dry_run: bool) -> None:
+    """A known executor, --address only with Ray, a Ray address that answers and a $MEDTRANSFER_DEVICE that is
+    there: before the spec is read or a store opened, so a bad setup changes nothing."""
     if executor not in EXECUTORS:
         from medtransfer.registry import did_you_mean
 
@@ -265,7 +265,9 @@ def _check_executor(executor: str, address: str | None, *, dry_run: bool) -> Non
         from medtransfer.runner.ray import check_address
 
         check_address(address)
-    if os.environ.get("MEDTRANSFER_DEVICE") and not dry_run:  # a device that is not there: before any cell runs
+    from medtransfer.config import DEVICE_ENV
+
+    if os.environ.get(DEVICE_ENV) and not dry_run:  # a device that is not there: before any cell runs
         from medtransfer.features import default_device
 
         default_device()
@@ -531,7 +533,7 @@ def reproduce(study: Annotated[str, typer.Argument(help="anton2022, hosseinzadeh
     from medtransfer.runner.local import precision_for
     from medtransfer.runner.studies import load_study, missing_data, published_rows, study_cells
 
-    _check_executor(executor, address, dry_run=dry_run)
+    _check_run(executor, address, dry_run=dry_run)
     settings = parse_overrides(overrides or []) | ({"data_root": str(data_root)} if data_root else {})
     plan = load_study(study, settings)
     cells = study_cells(plan, precision=precision_for(plan.parts[0][1]))

@@ -27,6 +27,7 @@ from medtransfer.errors import ConfigError, UnknownNameError
 from medtransfer.registry import did_you_mean
 
 C = TypeVar("C")
+DEVICE_ENV = "MEDTRANSFER_DEVICE"  # the device every command computes on (`features.default_device` reads it)
 
 
 def home() -> Path:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from medtransfer._progress import Ticker
-from medtransfer.config import config_hash, home
+from medtransfer.config import DEVICE_ENV, config_hash, home
 from medtransfer.data.base import ImageDataset
 from medtransfer.data.transforms import preprocess
 from medtransfer.errors import ConfigError, DataError
@@ -56,9 +56,6 @@ def bf16_supported(device: torch.device) -> bool:
         return torch.cuda.is_bf16_supported()
     amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     return device.type == "cpu" and bool(amx())
-
-
-DEVICE_ENV = "MEDTRANSFER_DEVICE"
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:

@@ -152,3 +152,18 @@ def test_a_start_model_without_mean_std_input_is_refused(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="expects 'none' input normalisation"):
         pretrain(cfg, tmp_path / "out")
     assert not (tmp_path / "out" / "card.json").exists()
+
+
+def test_medtransfer_device_places_a_run_and_a_missing_gpu_claims_nothing(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtransfer.pretrain.train import placement
+
+    monkeypatch.setenv("MEDTRANSFER_DEVICE", "cpu")
+    assert placement(_cfg()) == ("cpu", 1)
+    assert placement(_cfg(accelerator="gpu", devices=2)) == ("gpu", 2)  # a config's own choice stays
+    if torch.cuda.is_available():
+        return
+    monkeypatch.setenv("MEDTRANSFER_DEVICE", "cuda")
+    with pytest.raises(ConfigError, match="sees no CUDA device"):
+        pretrain(_cfg(), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -27,8 +28,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from medtransfer import __version__
 from medtransfer import data as mdata
-from medtransfer._lightning import ProgressLog, quiet_lightning
-from medtransfer.config import config_hash, to_dict
+from medtransfer._lightning import ProgressLog, lightning_devices, quiet_lightning
+from medtransfer.config import DEVICE_ENV, config_hash, to_dict
 from medtransfer.data.transforms import match_channels, preprocess
 from medtransfer.errors import ConfigError
 from medtransfer.features import bf16_supported, default_device
@@ -54,7 +55,8 @@ class PretrainResult:
 class PretrainModule(pl.LightningModule):
     """Wraps an `SSLMethod`: uint8 batch -> [0, 1] with the backbone's channels -> loss; AdamW + cosine."""
 
-    def __init__(self, method: SSLMethod, cfg: PretrainConfig, *, in_chans: int, total_steps: int) -> None:
+    def __init__(self, method: SSLMethod, cfg: PretrainConfig, *, in_chans: int, total_steps: int,
+                 loader_generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.method = method
         self.cfg = cfg
@@ -64,7 +66,7 @@ class PretrainModule(pl.LightningModule):
         self.images = 0
         self.seconds = 0.0
         self._t0: float | None = None
-        self.loader_generator: torch.Generator | None = None  # the shuffling stream, saved with each checkpoint
+        self.loader_generator = loader_generator  # the shuffling stream, saved with each checkpoint
 
     def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
         x = match_channels(batch[0].float().div_(255.0), self.in_chans)  # (B, C, ...) in [0, 1]
@@ -186,11 +188,19 @@ def _claim(out: Path, cfg: PretrainConfig, digest: str) -> None:
     marker.write_text(json.dumps({"config_hash": digest, "config": to_dict(cfg)}, indent=1) + "\n")
 
 
-def _trainer(cfg: PretrainConfig, out: Path, progress: bool) -> pl.Trainer:
+def placement(cfg: PretrainConfig) -> tuple[str, Any]:
+    """Lightning's (accelerator, devices) of a run: the config's, or for "auto" the device of
+    ``$MEDTRANSFER_DEVICE`` when it is set (checked: a CUDA device that is not there raises `ConfigError`)."""
+    if cfg.accelerator == "auto" and os.environ.get(DEVICE_ENV):
+        return lightning_devices(default_device())
+    return cfg.accelerator, cfg.devices
+
+
+def _trainer(cfg: PretrainConfig, out: Path, progress: bool, where: tuple[str, Any]) -> pl.Trainer:
     # one file, overwritten after every epoch: the state a killed run continues from
     ckpt = pl.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename=Path(CHECKPOINT).stem, save_top_k=1,
                                         enable_version_counter=False, every_n_epochs=1, save_on_train_epoch_end=True)
-    return pl.Trainer(max_epochs=cfg.epochs, max_steps=cfg.max_steps, accelerator=cfg.accelerator, devices=cfg.devices,
+    return pl.Trainer(max_epochs=cfg.epochs, max_steps=cfg.max_steps, accelerator=where[0], devices=where[1],
                       strategy="auto", precision=resolved_precision(cfg), logger=False,
                       callbacks=[ckpt, ProgressLog(f"pretrain {cfg.method} / {cfg.dataset}")],
                       default_root_dir=out, enable_progress_bar=progress, enable_model_summary=False,
@@ -217,13 +227,14 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, progress: bool | None = No
     if record is not None:
         log.info("%s already holds this finished run; not training again", out)
         return PretrainResult(out, record)
+    where = placement(cfg)
     module, loader, card = _prepare(cfg)
-    _claim(out, cfg, digest)  # only a valid config claims the folder
+    _claim(out, cfg, digest)  # only a valid config (on a device that is there) claims the folder
     ckpt = out / CHECKPOINT
     resumed = ckpt.is_file()
     start = time.perf_counter()
     with quiet_lightning():
-        trainer = _trainer(cfg, out, sys.stderr.isatty() if progress is None else progress)
+        trainer = _trainer(cfg, out, sys.stderr.isatty() if progress is None else progress, where)
         trainer.fit(module, loader, ckpt_path=str(ckpt) if resumed else None)
     if trainer.interrupted:  # Ctrl-C: Lightning stops gracefully; the checkpoint stays for the next call
         raise KeyboardInterrupt(f"pretraining interrupted; run the same command again to resume from {ckpt}")
@@ -260,8 +271,7 @@ def _prepare(cfg: PretrainConfig) -> tuple[PretrainModule, DataLoader, ModelCard
     steps = cfg.epochs * len(loader) if cfg.max_steps < 0 else min(cfg.max_steps, cfg.epochs * len(loader))
     method = METHODS.get(cfg.method).build(backbone, card.feature_dim, cfg, mean=card.input.mean,
                                            std=card.input.std, dims=dims)
-    module = PretrainModule(method, cfg, in_chans=card.input.in_chans, total_steps=steps)
-    module.loader_generator = generator
+    module = PretrainModule(method, cfg, in_chans=card.input.in_chans, total_steps=steps, loader_generator=generator)
     return module, loader, card
 
 
