@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -80,28 +81,52 @@ class ProgressLog(pl.Callback):
 
 
 class LastCheckpoint(pl.Callback):
-    """Keeps ``<dir>/last.ckpt``: written after every validation (or every `every` steps when there is none).
+    """Keeps ``<dir>/last.ckpt``: written after every validation (or every `every` steps when there is none), or,
+    with `at_epoch_end`, at the end of each training epoch but the last, at most once per `min_seconds`.
 
     Saving after validation, not at the end of the step, keeps that validation in the checkpoint: a resumed run
     does not redo it and selects among exactly the same candidates. Writes go to a temporary file that replaces
-    the old one, so a kill during a save leaves the previous checkpoint intact.
+    the old one, so a kill during a save leaves the previous checkpoint intact. The epoch-end checkpoint of the
+    last epoch is skipped (the run's own output follows at once), and so is any that would come sooner than
+    `min_seconds` after the previous one (on a small dataset an epoch is a few steps and a save costs as much as
+    one): a run killed then resumes from an earlier epoch's end and redoes those epochs exactly.
     """
 
-    def __init__(self, dirpath: Path, *, every: int | None) -> None:
+    def __init__(self, dirpath: Path, *, every: int | None = None, at_epoch_end: bool = False,
+                 min_seconds: float = 0.0) -> None:
         self.path, self.every = Path(dirpath) / "last.ckpt", every
+        self.at_epoch_end, self.min_seconds = at_epoch_end, min_seconds
+        self.saves = 0
+        self._last = 0.0
 
     def _save(self, trainer: pl.Trainer) -> None:
         tmp = self.path.with_suffix(".tmp")
         trainer.save_checkpoint(tmp)
-        os.replace(tmp, self.path)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        self.saves += 1
+        self._last = time.monotonic()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last = time.monotonic()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
+        if not trainer.sanity_checking and not self.at_epoch_end:
             self._save(trainer)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         if self.every is not None and trainer.global_step % self.every == 0:
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.at_epoch_end:
+            return
+        max_epochs = trainer.max_epochs if trainer.max_epochs is not None else -1  # -1: no limit, as Lightning's
+        last = 0 <= max_epochs <= trainer.current_epoch + 1 or 0 <= trainer.max_steps <= trainer.global_step
+        due = time.monotonic() - self._last >= self.min_seconds
+        # every process saves or none does (under DDP the save is collective): rank zero's clock decides
+        if trainer.strategy.broadcast(due and not last, src=0):
             self._save(trainer)
 
 

@@ -10,7 +10,7 @@ import torch
 
 from medtransfer import data, features, models
 from medtransfer.errors import ConfigError
-from medtransfer.pretrain import PretrainConfig, pretrain
+from medtransfer.pretrain import PretrainConfig, pretrain, train
 from medtransfer.pretrain.train import CHECKPOINT, PretrainModule
 
 TINY = {"hidden_dim": 16, "out_dim": 8, "hidden": [16]}
@@ -54,6 +54,7 @@ def test_a_finished_run_is_not_trained_again_and_another_config_is_refused(tmp_p
 
 
 def test_a_killed_run_resumes_from_its_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train, "CHECKPOINT_EVERY_S", 0.0)  # a checkpoint at every epoch's end
     out = tmp_path / "run"
     step = PretrainModule.training_step
 
@@ -74,9 +75,30 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path: Path, monkeypatch: p
     assert not (out / CHECKPOINT).exists()  # a finished folder holds the model, not the resume state
 
 
+def test_a_run_shorter_than_the_checkpoint_interval_writes_none_and_a_kill_starts_it_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = pretrain(_cfg(), tmp_path / "whole", progress=False)  # seconds: under CHECKPOINT_EVERY_S (60)
+    step = PretrainModule.training_step
+
+    def crash_in_epoch_two(self: PretrainModule, batch: list[torch.Tensor], idx: int) -> torch.Tensor:
+        if self.current_epoch == 1:
+            raise RuntimeError("killed")
+        return step(self, batch, idx)
+
+    monkeypatch.setattr(PretrainModule, "training_step", crash_in_epoch_two)
+    out = tmp_path / "killed"
+    with pytest.raises(RuntimeError, match="killed"):
+        pretrain(_cfg(), out, progress=False)
+    assert not (out / CHECKPOINT).exists()  # epoch one ended seconds after the start: no save yet
+    monkeypatch.setattr(PretrainModule, "training_step", step)
+    again = pretrain(_cfg(), out, progress=False)
+    assert not again.record["resumed_from_checkpoint"] and again.losses == whole.losses
+
+
 @pytest.mark.parametrize("method", ["simclr", "byol"])
 def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    monkeypatch.setattr(train, "CHECKPOINT_EVERY_S", 0.0)
     cfg = _cfg(method=method, epochs=3)  # 2 steps per epoch
     whole = pretrain(cfg, tmp_path / "whole", progress=False)
     step = PretrainModule.training_step

@@ -1,11 +1,11 @@
 """`pretrain(cfg, out)`: one Lightning run of a method on a dataset's training split -> a model folder.
 
 The training split is decoded once into a uint8 tensor; batches are augmented on the device as tensors. The
-run writes a Lightning checkpoint (``<out>/checkpoints/last.ckpt``) after every epoch, random streams included,
-so a killed run continues where it stopped when called again and ends with the weights an uninterrupted run
-would have had; a finished run with the same config returns its folder at once. The final
-epoch's backbone is saved with `save_model_dir` (``card.json`` + ``model.safetensors`` + the training record),
-loadable with ``medtransfer.models.create(out)``.
+run writes a Lightning checkpoint (``<out>/checkpoints/last.ckpt``) at the end of an epoch, at most once a minute
+(`CHECKPOINT_EVERY_S`) and not after the last, random streams included, so a killed run continues where it
+stopped when called again and ends with the weights an uninterrupted run would have had; a finished run with the
+same config returns its folder at once. The final epoch's backbone is saved with `save_model_dir` (``card.json`` +
+``model.safetensors`` + the training record), loadable with ``medtransfer.models.create(out)``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from medtransfer import __version__
 from medtransfer import data as mdata
-from medtransfer._lightning import ProgressLog, lightning_devices, quiet_lightning
+from medtransfer._lightning import LastCheckpoint, ProgressLog, lightning_devices, quiet_lightning
 from medtransfer.config import DEVICE_ENV, config_hash, to_dict
 from medtransfer.data.transforms import match_channels, preprocess
 from medtransfer.errors import ConfigError
@@ -40,6 +40,9 @@ from medtransfer.pretrain.base import METHODS, PretrainConfig, SSLMethod
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoints/last.ckpt"
 RUN_FILE = "run.json"
+# the least time between two resume checkpoints: a save costs about a step on a 28 px model, and a small
+# dataset's epoch is a few steps
+CHECKPOINT_EVERY_S = 60.0
 
 
 @dataclass
@@ -197,11 +200,10 @@ def placement(cfg: PretrainConfig) -> tuple[str, Any]:
 
 
 def _trainer(cfg: PretrainConfig, out: Path, progress: bool, where: tuple[str, Any]) -> pl.Trainer:
-    # one file, overwritten after every epoch: the state a killed run continues from
-    ckpt = pl.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename=Path(CHECKPOINT).stem, save_top_k=1,
-                                        enable_version_counter=False, every_n_epochs=1, save_on_train_epoch_end=True)
+    # one file, replaced at an epoch's end (at most once per CHECKPOINT_EVERY_S): where a killed run continues
+    ckpt = LastCheckpoint(out / Path(CHECKPOINT).parent, at_epoch_end=True, min_seconds=CHECKPOINT_EVERY_S)
     return pl.Trainer(max_epochs=cfg.epochs, max_steps=cfg.max_steps, accelerator=where[0], devices=where[1],
-                      strategy="auto", precision=resolved_precision(cfg), logger=False,
+                      strategy="auto", precision=resolved_precision(cfg), logger=False, enable_checkpointing=False,
                       callbacks=[ckpt, ProgressLog(f"pretrain {cfg.method} / {cfg.dataset}")],
                       default_root_dir=out, enable_progress_bar=progress, enable_model_summary=False,
                       log_every_n_steps=1, num_sanity_val_steps=0)
