@@ -4,10 +4,13 @@ The training step of the `medmnist3d` preset (`resnet18-3d-small` from scratch, 
 cross-entropy) on real AdrenalMNIST3D volumes, in plain PyTorch, in each variant: fp32; bf16 autocast;
 channels-last-3d (NDHWC) in fp32 and with bf16; and `torch.compile` of the fastest eager variant (its compile
 time reported apart). Each variant trains its own fresh network: one warm-up step, then `--steps` timed steps;
-volumes/s is the timed steps' rate. Writes benchmarks/out/train_3d.json.
+volumes/s is the timed steps' rate (the best of `--repeats` interleaved runs, each run listed).
+Writes benchmarks/out/train_3d.json.
 
     .venv/bin/python benchmarks/train_3d.py                       # AdrenalMNIST3D 28, 2 timed steps per variant
     .venv/bin/python benchmarks/train_3d.py --device cuda --steps 20
+    .venv/bin/python benchmarks/train_3d.py --no-bf16            # on an AVX2-only CPU (bf16 emulated there)
+    .venv/bin/python benchmarks/train_3d.py --no-bf16 --no-compile --steps 3 --repeats 2   # layouts, interleaved
 """
 
 from __future__ import annotations
@@ -78,16 +81,25 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--repeats", type=int, default=1, help="runs of each eager variant, interleaved; the best is kept")
+    p.add_argument("--no-bf16", action="store_true", help="fp32 variants only (bf16 is emulated, and very slow, on "
+                   "CPUs without AVX512-BF16 / AMX)")
     a = p.parse_args()
     train = data.load(a.dataset, "train", data_root=DATA)
     x_all = to_tensor(train.images(np.arange(len(train))))  # (N, 1, 28, 28, 28) in [0, 1]
     y_all = torch.as_tensor(np.asarray(train.labels).reshape(-1), dtype=torch.long)
-    eager = [dict(bf16=b, channels_last=c) for c in (False, True) for b in (False, True)]
+    eager = [dict(bf16=b, channels_last=c) for c in (False, True) for b in ((False,) if a.no_bf16 else (False, True))]
     rows = []
     for v in eager:
-        rows.append(run_variant(x_all, y_all, train.card.num_classes, compile_=False, steps=a.steps, batch=a.batch,
-                                device=a.device, **v))
-        print(rows[-1], flush=True)
+        rows.append({**v, "runs": []})
+    for _ in range(a.repeats):  # interleaved: a drift of a shared machine hits every variant alike
+        for row, v in zip(rows, eager, strict=True):
+            run = run_variant(x_all, y_all, train.card.num_classes, compile_=False, steps=a.steps, batch=a.batch,
+                              device=a.device, **v)
+            row["runs"].append(run)
+            print(run, flush=True)
+    rows = [{**max(r["runs"], key=lambda x: x["volumes_per_s"]),
+             "volumes_per_s_runs": [x["volumes_per_s"] for x in r["runs"]]} for r in rows]
     if not a.no_compile:
         best = max(rows, key=lambda r: r["volumes_per_s"])
         rows.append(run_variant(x_all, y_all, train.card.num_classes, bf16=best["bf16"],
@@ -100,7 +112,7 @@ def main() -> None:
         r["hours_100_epochs"] = round(100 * len(train) / r["volumes_per_s"] / 3600, 1)
     out = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                        "threads": torch.get_num_threads(), "device": a.device},
-           "dataset": a.dataset, "batch": a.batch, "steps": a.steps, "variants": rows}
+           "dataset": a.dataset, "batch": a.batch, "steps": a.steps, "repeats": a.repeats, "variants": rows}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(out, indent=1))
     print(json.dumps(rows, indent=1))
