@@ -53,21 +53,26 @@ def test_a_finished_run_is_not_trained_again_and_another_config_is_refused(tmp_p
         pretrain(_cfg(epochs=1, seed=1), out, progress=False)
 
 
+def _killed(cfg: PretrainConfig, out: Path, monkeypatch: pytest.MonkeyPatch, *, epoch: int, step: int = 0) -> None:
+    """Run `cfg` into `out`, killed (as by a crash) before step `step` of epoch `epoch`, both counted from 0."""
+    training_step = PretrainModule.training_step
+
+    def dying(self: PretrainModule, batch: list[torch.Tensor], idx: int) -> torch.Tensor:
+        if self.current_epoch == epoch and idx >= step:
+            raise RuntimeError("killed")
+        return training_step(self, batch, idx)
+
+    monkeypatch.setattr(PretrainModule, "training_step", dying)
+    with pytest.raises(RuntimeError, match="killed"):
+        pretrain(cfg, out, progress=False)
+    monkeypatch.setattr(PretrainModule, "training_step", training_step)
+
+
 def test_a_killed_run_resumes_from_its_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(train, "CHECKPOINT_EVERY_S", 0.0)  # a checkpoint at every epoch's end
     out = tmp_path / "run"
-    step = PretrainModule.training_step
-
-    def crash_in_epoch_two(self: PretrainModule, batch: list[torch.Tensor], idx: int) -> torch.Tensor:
-        if self.current_epoch == 1:
-            raise RuntimeError("killed")
-        return step(self, batch, idx)
-
-    monkeypatch.setattr(PretrainModule, "training_step", crash_in_epoch_two)
-    with pytest.raises(RuntimeError, match="killed"):
-        pretrain(_cfg(), out, progress=False)
+    _killed(_cfg(), out, monkeypatch, epoch=1)
     assert (out / CHECKPOINT).is_file() and not (out / "card.json").exists()
-    monkeypatch.setattr(PretrainModule, "training_step", step)
     res = pretrain(_cfg(), out, progress=False)
     assert res.record["resumed_from_checkpoint"] and res.record["steps"] == 4
     assert len(res.losses) == 4  # epoch one's losses come back from the checkpoint
@@ -78,19 +83,9 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path: Path, monkeypatch: p
 def test_a_run_shorter_than_the_checkpoint_interval_writes_none_and_a_kill_starts_it_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     whole = pretrain(_cfg(), tmp_path / "whole", progress=False)  # seconds: under CHECKPOINT_EVERY_S (60)
-    step = PretrainModule.training_step
-
-    def crash_in_epoch_two(self: PretrainModule, batch: list[torch.Tensor], idx: int) -> torch.Tensor:
-        if self.current_epoch == 1:
-            raise RuntimeError("killed")
-        return step(self, batch, idx)
-
-    monkeypatch.setattr(PretrainModule, "training_step", crash_in_epoch_two)
     out = tmp_path / "killed"
-    with pytest.raises(RuntimeError, match="killed"):
-        pretrain(_cfg(), out, progress=False)
+    _killed(_cfg(), out, monkeypatch, epoch=1)
     assert not (out / CHECKPOINT).exists()  # epoch one ended seconds after the start: no save yet
-    monkeypatch.setattr(PretrainModule, "training_step", step)
     again = pretrain(_cfg(), out, progress=False)
     assert not again.record["resumed_from_checkpoint"] and again.losses == whole.losses
 
@@ -101,18 +96,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(
     monkeypatch.setattr(train, "CHECKPOINT_EVERY_S", 0.0)
     cfg = _cfg(method=method, epochs=3)  # 2 steps per epoch
     whole = pretrain(cfg, tmp_path / "whole", progress=False)
-    step = PretrainModule.training_step
-
-    def killed_in_the_middle_of_epoch_two(self: PretrainModule, batch: list[torch.Tensor], idx: int) -> torch.Tensor:
-        if self.current_epoch == 1 and idx == 1:  # one step of epoch two done, after epoch one's checkpoint
-            raise RuntimeError("killed")
-        return step(self, batch, idx)
-
-    monkeypatch.setattr(PretrainModule, "training_step", killed_in_the_middle_of_epoch_two)
     out = tmp_path / "killed"
-    with pytest.raises(RuntimeError, match="killed"):
-        pretrain(cfg, out, progress=False)
-    monkeypatch.setattr(PretrainModule, "training_step", step)
+    _killed(cfg, out, monkeypatch, epoch=1, step=1)  # one step of epoch two done, after epoch one's checkpoint
     torch.manual_seed(1234)  # whatever the process drew in between must not matter
     resumed = pretrain(cfg, out, progress=False)
     assert resumed.record["resumed_from_checkpoint"] and resumed.record["steps"] == whole.record["steps"] == 6
