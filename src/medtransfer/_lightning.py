@@ -88,8 +88,8 @@ class LastCheckpoint(pl.Callback):
     does not redo it and selects among exactly the same candidates. Writes go to a temporary file that replaces
     the old one, so a kill during a save leaves the previous checkpoint intact. The epoch-end checkpoint of the
     last epoch is skipped (the run's own output follows at once), and so is any that would come sooner than
-    `min_seconds` after the previous one (on a small dataset an epoch is a few steps and a save costs as much as
-    one): a run killed then resumes from an earlier epoch's end and redoes those epochs exactly.
+    `min_seconds` after the previous one (on a small dataset an epoch is a few steps, and saving after each is
+    a sizeable share of the run): a run killed then resumes from an earlier epoch's end and redoes those epochs.
     """
 
     def __init__(self, dirpath: Path, *, every: int | None = None, at_epoch_end: bool = False,

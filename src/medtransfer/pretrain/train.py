@@ -40,8 +40,8 @@ from medtransfer.pretrain.base import METHODS, PretrainConfig, SSLMethod
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoints/last.ckpt"
 RUN_FILE = "run.json"
-# the least time between two resume checkpoints: a save costs about a step on a 28 px model, and a small
-# dataset's epoch is a few steps
+# the least time between two resume checkpoints: a small dataset's epoch is a few steps, and a save of
+# resnet18-small's SimCLR state (0.5-0.7 s) is 4-10% of a BreastMNIST epoch on an AMX CPU (docs/pretrain.md)
 CHECKPOINT_EVERY_S = 60.0
 
 
