@@ -19,6 +19,11 @@ checkpoint included), not its image decoding. Images/s counts training images (t
     .venv/bin/python benchmarks/train_speed.py --epochs 2 --repeats 1 --json
     .venv/bin/python benchmarks/train_speed.py --what pretrain --epochs 4    # SimCLR: 8 steps of 256
     .venv/bin/python benchmarks/train_speed.py --what datapath   # finetuning's host data path alone, images/s
+    .venv/bin/python benchmarks/train_speed.py --what resume     # finetuning with its resume checkpoints
+
+`--what resume` runs `Finetuner` resumable, as the runner and `eval finetune` do (a checkpoint folder): with the
+default checkpoint interval (at most one save a minute) and saving after every validation (the interval 0, as
+before issue #17), each beside the bare loop.
 
 `--what datapath` times what finetuning does on the host per step (the seeded batch of step s gathered from the
 split into a uint8 tensor, pinned when CUDA is there); augmentation and normalisation run on the device. On a GPU
@@ -44,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medtransfer import data, models
+from medtransfer import _lightning, data, models
 from medtransfer.data.transforms import normalize, to_tensor
 from medtransfer.pretrain import PretrainConfig, pretrain
 from medtransfer.pretrain.augment import augment
@@ -90,10 +95,21 @@ def bare_loop(train: Any, val: Any, *, epochs: int, batch_size: int = 128, seed:
     return time.perf_counter() - start
 
 
-def medtransfer_fit(model: Any, train: Any, val: Any, *, epochs: int) -> float:
-    start = time.perf_counter()
-    Finetuner("medmnist", init="scratch", epochs=epochs, progress=False, n_boot=0).fit(model, train, val)
-    return time.perf_counter() - start
+def medtransfer_fit(model: Any, train: Any, val: Any, *, epochs: int, checkpoint_every: float | None = None) -> float:
+    """Seconds of `Finetuner.fit`; with `checkpoint_every`, resumable as the runner and `eval finetune` run it (a
+    checkpoint folder, saves at most once per `checkpoint_every` seconds, 0: after every validation)."""
+    folder = Path(tempfile.mkdtemp(prefix="train-speed-")) if checkpoint_every is not None else None
+    every = _lightning.CHECKPOINT_EVERY_S
+    _lightning.CHECKPOINT_EVERY_S = every if checkpoint_every is None else checkpoint_every
+    try:
+        start = time.perf_counter()
+        Finetuner("medmnist", init="scratch", epochs=epochs, progress=False, n_boot=0,
+                  checkpoint_dir=folder).fit(model, train, val)
+        return time.perf_counter() - start
+    finally:
+        _lightning.CHECKPOINT_EVERY_S = every
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def nt_xent(z0: torch.Tensor, z1: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -169,12 +185,16 @@ def _compare(what: str, train: Any, val: Any, args: argparse.Namespace) -> dict[
     """Interleaved repeats (drift on a shared machine hits both alike); best of each."""
     runs: dict[str, list[float]] = {"bare": [], "medtransfer": []}
     extra: dict[str, Any] = {}
-    if what == "finetune":
+    if what in ("finetune", "resume"):
         model = models.create("resnet18-small")
         images = len(train) * args.epochs
+        arms = {"medtransfer": None} if what == "finetune" else {
+            "medtransfer": _lightning.CHECKPOINT_EVERY_S, "checkpoint_every_validation": 0.0}
+        runs |= {arm: [] for arm in arms}
         for _ in range(args.repeats):
             runs["bare"].append(bare_loop(train, val, epochs=args.epochs))
-            runs["medtransfer"].append(medtransfer_fit(model, train, val, epochs=args.epochs))
+            for arm, every in arms.items():
+                runs[arm].append(medtransfer_fit(model, train, val, epochs=args.epochs, checkpoint_every=every))
     else:
         bf16 = resolved_precision(PretrainConfig("simclr", args.dataset)) == "bf16-mixed"
         images = (len(train) // 256) * 256 * args.epochs
@@ -185,7 +205,8 @@ def _compare(what: str, train: Any, val: Any, args: argparse.Namespace) -> dict[
         extra["bare_precision"] = "bf16 autocast" if bf16 else "fp32"
     best = {k: min(v) for k, v in runs.items()}
     return {"seconds": runs, "images": images, "images_per_s": {k: images / s for k, s in best.items()},
-            "ratio": best["bare"] / best["medtransfer"], **extra}
+            "ratio": best["bare"] / best["medtransfer"],
+            "ratios": {k: best["bare"] / s for k, s in best.items() if k != "bare"}, **extra}
 
 
 def main() -> None:
@@ -193,7 +214,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="breastmnist")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--what", choices=("finetune", "pretrain", "both", "datapath"), default="finetune")
+    parser.add_argument("--what", choices=("finetune", "pretrain", "both", "resume", "datapath"), default="finetune")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     train, val = (data.load(args.dataset, s, data_root=DATA) for s in ("train", "val"))
@@ -214,8 +235,9 @@ def main() -> None:
         return
     for what in whats:
         r = out[what]
-        print(f"{what}, {args.dataset}, {args.epochs} epochs: bare {r['images_per_s']['bare']:.1f} img/s, "
-              f"medtransfer {r['images_per_s']['medtransfer']:.1f} img/s; medtransfer / bare = {r['ratio']:.2f}")
+        arms = ", ".join(f"{k} {v:.1f} img/s ({r['ratios'][k]:.2f} of bare)" for k, v in r["images_per_s"].items()
+                         if k != "bare")
+        print(f"{what}, {args.dataset}, {args.epochs} epochs: bare {r['images_per_s']['bare']:.1f} img/s, {arms}")
 
 
 if __name__ == "__main__":

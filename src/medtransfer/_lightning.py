@@ -80,26 +80,39 @@ class ProgressLog(pl.Callback):
         return f"epoch {trainer.current_epoch}" + (f", loss {float(loss):.4f}" if loss is not None else "")
 
 
+# the least time between two resume checkpoints: a save of a ResNet-18's training state takes 0.5-0.7 s on a CPU,
+# while an epoch of a small dataset (or a validation interval) can be a few steps (docs/decisions.md)
+CHECKPOINT_EVERY_S = 60.0
+
+
 class LastCheckpoint(pl.Callback):
-    """Keeps ``<dir>/last.ckpt``: written after every validation (or every `every` steps when there is none), or,
-    with `at_epoch_end`, at the end of each training epoch but the last, at most once per `min_seconds`.
+    """Keeps ``<dir>/last.ckpt``: written after a validation (or every `every` steps when there is none), or, with
+    `at_epoch_end`, at the end of a training epoch; at most once per `min_seconds` (`CHECKPOINT_EVERY_S` unless
+    given), and never when the run has reached its last step or epoch (its own output follows at once).
 
     Saving after validation, not at the end of the step, keeps that validation in the checkpoint: a resumed run
     does not redo it and selects among exactly the same candidates. Writes go to a temporary file that replaces
-    the old one, so a kill during a save leaves the previous checkpoint intact. The epoch-end checkpoint of the
-    last epoch is skipped (the run's own output follows at once), and so is any that would come sooner than
-    `min_seconds` after the previous one (on a small dataset an epoch is a few steps, and saving after each is
-    a sizeable share of the run): a run killed then resumes from an earlier epoch's end and redoes those epochs.
+    the old one, so a kill during a save leaves the previous checkpoint intact. A save skipped because the last
+    one is recent costs a killed run at most `min_seconds` of work: it resumes from the previous checkpoint and
+    redoes those steps exactly (the batches, and pretraining's saved random streams, depend on the step alone).
     """
 
     def __init__(self, dirpath: Path, *, every: int | None = None, at_epoch_end: bool = False,
-                 min_seconds: float = 0.0) -> None:
+                 min_seconds: float | None = None) -> None:
         self.path, self.every = Path(dirpath) / "last.ckpt", every
-        self.at_epoch_end, self.min_seconds = at_epoch_end, min_seconds
+        self.at_epoch_end = at_epoch_end
+        self.min_seconds = CHECKPOINT_EVERY_S if min_seconds is None else min_seconds
         self.saves = 0
         self._last = 0.0
 
-    def _save(self, trainer: pl.Trainer) -> None:
+    def _maybe_save(self, trainer: pl.Trainer) -> None:
+        max_epochs = trainer.max_epochs if trainer.max_epochs is not None else -1  # -1: no limit, as Lightning's
+        ending = 0 <= trainer.max_steps <= trainer.global_step or (
+            self.at_epoch_end and 0 <= max_epochs <= trainer.current_epoch + 1)
+        due = time.monotonic() - self._last >= self.min_seconds
+        # every process saves or none does (under DDP the save is collective): rank zero's clock decides
+        if not trainer.strategy.broadcast(due and not ending, src=0):
+            return
         tmp = self.path.with_suffix(".tmp")
         trainer.save_checkpoint(tmp)
         if trainer.is_global_zero:
@@ -112,22 +125,16 @@ class LastCheckpoint(pl.Callback):
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking and not self.at_epoch_end:
-            self._save(trainer)
+            self._maybe_save(trainer)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         if self.every is not None and trainer.global_step % self.every == 0:
-            self._save(trainer)
+            self._maybe_save(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.at_epoch_end:
-            return
-        max_epochs = trainer.max_epochs if trainer.max_epochs is not None else -1  # -1: no limit, as Lightning's
-        last = 0 <= max_epochs <= trainer.current_epoch + 1 or 0 <= trainer.max_steps <= trainer.global_step
-        due = time.monotonic() - self._last >= self.min_seconds
-        # every process saves or none does (under DDP the save is collective): rank zero's clock decides
-        if trainer.strategy.broadcast(due and not last, src=0):
-            self._save(trainer)
+        if self.at_epoch_end:
+            self._maybe_save(trainer)
 
 
 def lightning_devices(device: torch.device) -> tuple[str, int | list[int]]:

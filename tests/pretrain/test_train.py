@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from medtransfer import data, features, models
+from medtransfer import _lightning, data, features, models
 from medtransfer.errors import ConfigError
-from medtransfer.pretrain import PretrainConfig, pretrain, train
+from medtransfer.pretrain import PretrainConfig, pretrain
 from medtransfer.pretrain.train import CHECKPOINT, PretrainModule
 
 TINY = {"hidden_dim": 16, "out_dim": 8, "hidden": [16]}
@@ -69,7 +69,7 @@ def _killed(cfg: PretrainConfig, out: Path, monkeypatch: pytest.MonkeyPatch, *, 
 
 
 def test_a_killed_run_resumes_from_its_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(train, "CHECKPOINT_EVERY_S", 0.0)  # a checkpoint at every epoch's end
+    monkeypatch.setattr(_lightning, "CHECKPOINT_EVERY_S", 0.0)  # a checkpoint at every epoch's end
     out = tmp_path / "run"
     _killed(_cfg(), out, monkeypatch, epoch=1)
     assert (out / CHECKPOINT).is_file() and not (out / "card.json").exists()
@@ -93,7 +93,7 @@ def test_a_run_shorter_than_the_checkpoint_interval_writes_none_and_a_kill_start
 @pytest.mark.parametrize("method", ["simclr", "byol"])
 def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
-    monkeypatch.setattr(train, "CHECKPOINT_EVERY_S", 0.0)
+    monkeypatch.setattr(_lightning, "CHECKPOINT_EVERY_S", 0.0)
     cfg = _cfg(method=method, epochs=3)  # 2 steps per epoch
     whole = pretrain(cfg, tmp_path / "whole", progress=False)
     out = tmp_path / "killed"

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medtransfer import data, models
+from medtransfer import _lightning, data, models
 from medtransfer.data.base import ArrayDataset, DatasetCard, ImageDataset
 from medtransfer.data.splits import label_subset
 from medtransfer.errors import ConfigError, TrainingError, UnknownNameError
@@ -106,7 +106,9 @@ def test_early_stopping_restores_the_best_weights_not_the_last(splits: tuple, ne
     assert ft.n_train_ == len(label_subset(np.asarray(splits[0].labels), fraction=0.8, seed=0)) < len(splits[0])
 
 
-def test_resume_after_kill_ends_like_an_uninterrupted_run(splits: tuple, net: nn.Module, tmp_path: Path) -> None:
+def test_resume_after_kill_ends_like_an_uninterrupted_run(splits: tuple, net: nn.Module, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_lightning, "CHECKPOINT_EVERY_S", 0.0)  # a checkpoint after every validation
     kw = dict(steps=12, val_every=4, batch_size=16, lr=0.05, augment="rrc_flip", **FAST)
     whole = Finetuner("medmnist", **kw).fit(net, splits[0], splits[1])
     ckpt = tmp_path / "cell"
@@ -122,7 +124,9 @@ def test_resume_after_kill_ends_like_an_uninterrupted_run(splits: tuple, net: nn
     assert not ckpt.exists()  # a finished run removes its checkpoint
 
 
-def test_resume_refuses_a_checkpoint_of_another_run(splits: tuple, net: nn.Module, tmp_path: Path) -> None:
+def test_resume_refuses_a_checkpoint_of_another_run(splits: tuple, net: nn.Module, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_lightning, "CHECKPOINT_EVERY_S", 0.0)
     kw = dict(steps=8, val_every=4, batch_size=16, **FAST)
     with pytest.raises(_Killed):
         Finetuner("medmnist", checkpoint_dir=tmp_path, callbacks=[_Kill(4)], **kw).fit(net, splits[0], splits[1])

@@ -10,7 +10,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from medtransfer import data, models
+from medtransfer import _lightning, data, models
 from medtransfer.data.base import ImageDataset
 from medtransfer.errors import ConfigError, DataError, TrainingError
 from medtransfer.protocols.segmentation import Segmenter, resolve_config, segment
@@ -56,7 +56,9 @@ def test_learns_the_organs_far_above_chance(splits: tuple, loss: str) -> None:
     assert r.chosen["unet"] == "StageUNet" and r.chosen["best_step"] is not None
 
 
-def test_resume_after_kill_ends_like_an_uninterrupted_run(splits: tuple, tmp_path: Path) -> None:
+def test_resume_after_kill_ends_like_an_uninterrupted_run(splits: tuple, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_lightning, "CHECKPOINT_EVERY_S", 0.0)  # a checkpoint after every validation
     net = models.create("test-cnn")
     kw = dict(steps=12, val_every=4, batch_size=8, augment="flip", **FAST)
     whole = Segmenter(**kw).fit(net, splits[0], splits[1])

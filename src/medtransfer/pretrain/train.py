@@ -2,10 +2,11 @@
 
 The training split is decoded once into a uint8 tensor; batches are augmented on the device as tensors. The
 run writes a Lightning checkpoint (``<out>/checkpoints/last.ckpt``) at the end of an epoch, at most once a minute
-(`CHECKPOINT_EVERY_S`) and not after the last, random streams included, so a killed run continues where it
-stopped when called again and ends with the weights an uninterrupted run would have had; a finished run with the
-same config returns its folder at once. The final epoch's backbone is saved with `save_model_dir` (``card.json`` +
-``model.safetensors`` + the training record), loadable with ``medtransfer.models.create(out)``.
+and not after the last (`medtransfer._lightning.LastCheckpoint`), random streams included, so a killed run
+continues where it stopped when called again and ends with the weights an uninterrupted run would have had; a
+finished run with the same config returns its folder at once. The final epoch's backbone is saved with
+`save_model_dir` (``card.json`` + ``model.safetensors`` + the training record), loadable with
+``medtransfer.models.create(out)``.
 """
 
 from __future__ import annotations
@@ -40,9 +41,6 @@ from medtransfer.pretrain.base import METHODS, PretrainConfig, SSLMethod
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoints/last.ckpt"
 RUN_FILE = "run.json"
-# the least time between two resume checkpoints: a small dataset's epoch is a few steps, and a save of
-# resnet18-small's SimCLR state (0.5-0.7 s) is 4-10% of a BreastMNIST epoch on an AMX CPU (docs/pretrain.md)
-CHECKPOINT_EVERY_S = 60.0
 
 
 @dataclass
@@ -200,8 +198,8 @@ def placement(cfg: PretrainConfig) -> tuple[str, Any]:
 
 
 def _trainer(cfg: PretrainConfig, out: Path, progress: bool, where: tuple[str, Any]) -> pl.Trainer:
-    # one file, replaced at an epoch's end (at most once per CHECKPOINT_EVERY_S): where a killed run continues
-    ckpt = LastCheckpoint(out / Path(CHECKPOINT).parent, at_epoch_end=True, min_seconds=CHECKPOINT_EVERY_S)
+    # one file, replaced at an epoch's end (at most once a minute): where a killed run continues
+    ckpt = LastCheckpoint(out / Path(CHECKPOINT).parent, at_epoch_end=True)
     return pl.Trainer(max_epochs=cfg.epochs, max_steps=cfg.max_steps, accelerator=where[0], devices=where[1],
                       strategy="auto", precision=resolved_precision(cfg), logger=False, enable_checkpointing=False,
                       callbacks=[ckpt, ProgressLog(f"pretrain {cfg.method} / {cfg.dataset}")],
