@@ -80,7 +80,7 @@ class ProgressLog(pl.Callback):
         return f"epoch {trainer.current_epoch}" + (f", loss {float(loss):.4f}" if loss is not None else "")
 
 
-# the least time between two resume checkpoints: a save of a ResNet-18's training state takes 0.5-0.7 s on a CPU,
+# the least time between two resume checkpoints: a save of a ResNet-18's training state takes 0.5-1.2 s on a CPU,
 # while an epoch of a small dataset (or a validation interval) can be a few steps (docs/decisions.md)
 CHECKPOINT_EVERY_S = 60.0
 
