@@ -89,17 +89,14 @@ def main() -> None:
     x_all = to_tensor(train.images(np.arange(len(train))))  # (N, 1, 28, 28, 28) in [0, 1]
     y_all = torch.as_tensor(np.asarray(train.labels).reshape(-1), dtype=torch.long)
     eager = [dict(bf16=b, channels_last=c) for c in (False, True) for b in ((False,) if a.no_bf16 else (False, True))]
-    rows = []
-    for v in eager:
-        rows.append({**v, "runs": []})
+    runs: list[list[dict[str, Any]]] = [[] for _ in eager]
     for _ in range(a.repeats):  # interleaved: a drift of a shared machine hits every variant alike
-        for row, v in zip(rows, eager, strict=True):
-            run = run_variant(x_all, y_all, train.card.num_classes, compile_=False, steps=a.steps, batch=a.batch,
-                              device=a.device, **v)
-            row["runs"].append(run)
-            print(run, flush=True)
-    rows = [{**max(r["runs"], key=lambda x: x["volumes_per_s"]),
-             "volumes_per_s_runs": [x["volumes_per_s"] for x in r["runs"]]} for r in rows]
+        for variant_runs, v in zip(runs, eager, strict=True):
+            variant_runs.append(run_variant(x_all, y_all, train.card.num_classes, compile_=False, steps=a.steps,
+                                            batch=a.batch, device=a.device, **v))
+            print(variant_runs[-1], flush=True)
+    rows = [{**max(r, key=lambda x: x["volumes_per_s"]), "volumes_per_s_runs": [x["volumes_per_s"] for x in r]}
+            for r in runs]
     if not a.no_compile:
         best = max(rows, key=lambda r: r["volumes_per_s"])
         rows.append(run_variant(x_all, y_all, train.card.num_classes, bf16=best["bf16"],
